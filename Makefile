@@ -1,0 +1,36 @@
+# Keyledger — the two set-up commands are `make run` and `make test`.
+GO              ?= go
+STATICCHECK     ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCH_COUNT     ?= 5
+BENCH_PKGS      ?= ./eventstore/embedded/
+BIN             := bin/keyledger
+
+.PHONY: run build test lint bench clean
+
+## run: start the server on the embedded store in ./data (no other service needed)
+run:
+	$(GO) run ./cmd/keyledger serve
+
+## build: build the binary into bin/keyledger
+build:
+	$(GO) build -o $(BIN) ./cmd/keyledger
+
+## test: the whole suite, with the race detector, never from cache
+test:
+	$(GO) test -race -count=1 -timeout 12m ./...
+
+## lint: gofmt, go vet, staticcheck, and the domain import rule
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) test -count=1 -run TestDomainImportsNoInfrastructure ./domain/
+
+## bench: the benchmarks an issue names, then one table of targets met or not
+bench:
+	$(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) $(BENCH_PKGS) | tee bench.out
+	@$(GO) run ./bench/report -targets bench/targets.tsv bench.out
+
+clean:
+	rm -rf bin bench.out

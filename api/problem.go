@@ -1,0 +1,124 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyledger/keyledger/eventstore"
+)
+
+// Stable machine codes carried in problem documents. Clients switch on these; never
+// rename one.
+const (
+	CodeNotFound          = "not_found"
+	CodeMethodNotAllowed  = "method_not_allowed"
+	CodeBadRequest        = "bad_request"
+	CodeBodyTooLarge      = "body_too_large"
+	CodeNotReady          = "not_ready"
+	CodeStoreUnavailable  = "store_unavailable"
+	CodeStorageFull       = "storage_full"
+	CodeStorageCorrupt    = "storage_corrupt"
+	CodeConcurrency       = "concurrent_modification"
+	CodeInvalidAppend     = "invalid_event"
+	CodeInternal          = "internal_error"
+	CodeUnauthorized      = "unauthorized"
+	CodeForbidden         = "forbidden"
+	CodeUnsupportedMedia  = "unsupported_media_type"
+	CodeTooManyRequests   = "too_many_requests"
+	CodeServiceOverloaded = "service_unavailable"
+)
+
+// Problem is an RFC 9457 problem document with Keyledger's stable code.
+type Problem struct {
+	Type          string `json:"type,omitempty"`
+	Title         string `json:"title"`
+	Status        int    `json:"status"`
+	Detail        string `json:"detail,omitempty"`
+	Code          string `json:"code"`
+	CorrelationID string `json:"correlationId,omitempty"`
+
+	cause error
+}
+
+func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
+
+// Unwrap exposes the cause for errors.Is in tests and logs.
+func (p *Problem) Unwrap() error { return p.cause }
+
+// errorTable maps port and domain errors to a status and a stable code. It is consulted
+// with errors.Is so wrapped errors map the same as bare ones.
+var errorTable = []struct {
+	err    error
+	status int
+	code   string
+	title  string
+}{
+	{eventstore.ErrConcurrency, http.StatusConflict, CodeConcurrency, "Concurrent modification"},
+	{eventstore.ErrInvalidAppend, http.StatusBadRequest, CodeInvalidAppend, "Invalid event"},
+	{eventstore.ErrStorageFull, http.StatusInsufficientStorage, CodeStorageFull, "Storage full"},
+	{eventstore.ErrCorrupt, http.StatusInternalServerError, CodeStorageCorrupt, "Storage corrupt"},
+	{eventstore.ErrUnavailable, http.StatusServiceUnavailable, CodeStoreUnavailable, "Event store unavailable"},
+	{eventstore.ErrClosed, http.StatusServiceUnavailable, CodeStoreUnavailable, "Shutting down"},
+}
+
+var statusCodes = map[int]string{
+	http.StatusNotFound:              CodeNotFound,
+	http.StatusMethodNotAllowed:      CodeMethodNotAllowed,
+	http.StatusBadRequest:            CodeBadRequest,
+	http.StatusRequestEntityTooLarge: CodeBodyTooLarge,
+	http.StatusUnauthorized:          CodeUnauthorized,
+	http.StatusForbidden:             CodeForbidden,
+	http.StatusUnsupportedMediaType:  CodeUnsupportedMedia,
+	http.StatusTooManyRequests:       CodeTooManyRequests,
+	http.StatusServiceUnavailable:    CodeServiceOverloaded,
+}
+
+// toProblem turns any handler error into a problem document.
+func toProblem(err error) *Problem {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		code, ok := statusCodes[he.Code]
+		if !ok {
+			code = CodeInternal
+		}
+		detail := http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok {
+			detail = m
+		}
+		return &Problem{Status: he.Code, Code: code, Title: http.StatusText(he.Code), Detail: detail, cause: err}
+	}
+	for _, row := range errorTable {
+		if errors.Is(err, row.err) {
+			return &Problem{Status: row.status, Code: row.code, Title: row.title, Detail: err.Error(), cause: err}
+		}
+	}
+	return &Problem{Status: http.StatusInternalServerError, Code: CodeInternal,
+		Title: "Internal error", Detail: "an internal error occurred; quote the correlation id", cause: err}
+}
+
+func problemHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		p := toProblem(err)
+		p.CorrelationID = CorrelationIDFrom(c.Request().Context())
+		if p.Status >= 500 {
+			log.ErrorContext(c.Request().Context(), "request failed",
+				"status", p.Status, "code", p.Code, "error", err.Error())
+		}
+		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(p.Status)
+			return
+		}
+		_ = c.JSON(p.Status, p)
+	}
+}

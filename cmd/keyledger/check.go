@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+)
+
+func checkCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Open the configured event store, check it can serve, and report",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := e.cfg.newLogger(e.stderr)
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			store, err := openStore(ctx, &e.cfg, log, prometheus.NewRegistry())
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			if err := store.Ping(ctx); err != nil {
+				return fmt.Errorf("event store does not answer: %w", err)
+			}
+			where := e.cfg.DataDir
+			if e.cfg.ESDBURL != "" {
+				where = e.cfg.Redacted().ESDBURL
+			}
+			fmt.Fprintf(e.stdout, "event store ok: %s (%s)\n", storeKind(e.cfg), where)
+			return nil
+		},
+	}
+}
+
+func configCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "config",
+		Short: "Print the effective configuration (flags over KEYLEDGER_* variables over defaults)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r := e.cfg.Redacted()
+			out := map[string]string{
+				"addr":             r.Addr,
+				"data-dir":         r.DataDir,
+				"esdb-url":         r.ESDBURL,
+				"redis-url":        r.RedisURL,
+				"log-level":        r.LogLevel,
+				"log-format":       r.LogFormat,
+				"shutdown-timeout": r.ShutdownTimeout.String(),
+				"store":            storeKind(r),
+			}
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(out)
+		},
+	}
+}

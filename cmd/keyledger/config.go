@@ -1,0 +1,198 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/pflag"
+)
+
+// envPrefix prefixes every environment variable Keyledger reads: the flag --data-dir is
+// also KEYLEDGER_DATA_DIR. A flag given on the command line wins over the variable.
+const envPrefix = "KEYLEDGER_"
+
+// Config is the configuration every subcommand reads, from flags and KEYLEDGER_*
+// variables.
+type Config struct {
+	// Addr is where the HTTP API listens. Default 127.0.0.1:8080 (loopback only);
+	// binding to 0.0.0.0 exposes the API to the network.
+	Addr string
+	// DataDir holds the embedded event store and development keys. Default ./data.
+	DataDir string
+	// ESDBURL selects EventStoreDB (esdb:// or esdb+discover:// connection string)
+	// instead of the embedded store. Default empty: the embedded store.
+	ESDBURL string
+	// RedisURL is the Redis holding the read models (redis://host:6379/0). Default
+	// empty: in-process read models. When set, /readyz also checks Redis.
+	RedisURL string
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string
+	// LogFormat is json, text or auto (JSON unless standard error is a terminal).
+	LogFormat string
+	// ShutdownTimeout bounds how long in-flight requests may take to finish after
+	// SIGTERM/SIGINT. Default 15s.
+	ShutdownTimeout time.Duration
+}
+
+// bindFlags declares the shared flags on fs. Names map to variables by upper-casing and
+// replacing '-' with '_'.
+func (c *Config) bindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8080", "HTTP listen address")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded event store and development keys")
+	fs.StringVar(&c.ESDBURL, "esdb-url", "", "EventStoreDB connection string (esdb://host:2113?tls=false); empty uses the embedded store")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL for read models (redis://host:6379/0); empty uses in-process read models")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, auto (JSON unless stderr is a terminal)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after a stop signal")
+}
+
+// envName is the variable that feeds a flag.
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its KEYLEDGER_* variable.
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		v := getenv(envName(f.Name))
+		if v == "" {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", envName(f.Name), v, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Validate checks the configuration before anything starts, naming every problem.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: %v (want host:port, e.g. 127.0.0.1:8080)", c.Addr, err))
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		errs = append(errs, fmt.Errorf("addr %q: port %q is not a number from 0 to 65535", c.Addr, port))
+	}
+	if c.ESDBURL == "" {
+		if strings.TrimSpace(c.DataDir) == "" {
+			errs = append(errs, errors.New("data-dir is empty"))
+		}
+	} else {
+		u, err := url.Parse(c.ESDBURL)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("esdb-url: %v", err))
+		case u.Scheme != "esdb" && u.Scheme != "esdb+discover" && u.Scheme != "kurrentdb" && u.Scheme != "kurrentdb+discover":
+			errs = append(errs, fmt.Errorf("esdb-url: scheme %q: want esdb:// or esdb+discover://", u.Scheme))
+		case u.Host == "":
+			errs = append(errs, errors.New("esdb-url: no host"))
+		}
+	}
+	if c.RedisURL != "" {
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("redis-url: %v", err))
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.LogFormat {
+	case "json", "text", "auto":
+	default:
+		errs = append(errs, fmt.Errorf("log-format %q: want json, text or auto", c.LogFormat))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown-timeout %s: must be positive", c.ShutdownTimeout))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid configuration:\n  %w", joinIndented(errs))
+	}
+	return nil
+}
+
+// prepareDataDir creates the data directory and checks that it is writable, so a
+// read-only or mistyped path fails at start-up rather than at the first append.
+func (c *Config) prepareDataDir() error {
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data-dir %q: %w", c.DataDir, err)
+	}
+	probe, err := os.CreateTemp(c.DataDir, ".writable-*")
+	if err != nil {
+		return fmt.Errorf("data-dir %q is not writable: %w", c.DataDir, err)
+	}
+	name := probe.Name()
+	_ = probe.Close()
+	_ = os.Remove(name)
+	abs, err := filepath.Abs(c.DataDir)
+	if err == nil {
+		c.DataDir = abs
+	}
+	return nil
+}
+
+// Redacted is the configuration as it may be shown: credentials in URLs are masked.
+func (c Config) Redacted() Config {
+	if u, err := url.Parse(c.ESDBURL); err == nil && u.User != nil {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		c.ESDBURL = u.String()
+	}
+	if u, err := url.Parse(c.RedisURL); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			c.RedisURL = u.String()
+		}
+	}
+	return c
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// newLogger builds the process logger: JSON when not on a terminal (or when asked).
+func (c Config) newLogger(w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	useJSON := c.LogFormat == "json"
+	if c.LogFormat == "auto" {
+		f, ok := w.(*os.File)
+		useJSON = !ok || !isatty.IsTerminal(f.Fd())
+	}
+	if useJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+type indented []error
+
+func joinIndented(errs []error) error { return indented(errs) }
+
+func (e indented) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "\n  ")
+}
+
+func (e indented) Unwrap() []error { return e }

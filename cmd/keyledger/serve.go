@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/keyledger/keyledger/api"
+	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/eventstore/storemetrics"
+)
+
+func serveCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the HTTP API (embedded event store unless --esdb-url is set)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return serve(cmd.Context(), e, nil)
+		},
+	}
+}
+
+// serve runs the server until ctx ends, then shuts down gracefully: the listener
+// closes, in-flight requests finish (bounded by ShutdownTimeout), and the store closes.
+// ready, when not nil, receives the bound address once the server accepts connections.
+func serve(ctx context.Context, e *env, ready chan<- string) error {
+	log := e.cfg.newLogger(e.stderr)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store, err := openStore(ctx, &e.cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the event store", "error", err.Error())
+		} else {
+			log.Info("event store closed")
+		}
+	}()
+
+	checks := []api.ReadyCheck{{Name: "eventstore", Pinger: store}}
+	if e.cfg.RedisURL != "" {
+		rdb, err := openRedis(e.cfg.RedisURL)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		checks = append(checks, api.ReadyCheck{Name: "redis", Pinger: redisPinger{rdb}})
+	}
+	srv := api.New(api.Deps{Ready: checks, Logger: log, Registry: reg})
+	ln, err := net.Listen("tcp", e.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", e.cfg.Addr, err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("keyledger serving", "addr", ln.Addr().String(), "store", storeKind(e.cfg), "version", version)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", e.cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return nil
+}
+
+func storeKind(cfg Config) string {
+	if cfg.ESDBURL != "" {
+		return "eventstoredb"
+	}
+	return "embedded"
+}
+
+// openStore opens the configured event store, instrumented with metrics.
+func openStore(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Registerer) (eventstore.Store, error) {
+	s, err := openRawStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	return storemetrics.Wrap(s, reg), nil
+}
