@@ -295,8 +295,11 @@ func (f Filter) Match(stream string) bool {
 // Store is the event log.
 type Store interface {
 	// Append writes events to one stream atomically if the stream is at the expected
-	// version. When it returns nil the events are durable; when it returns an error none
-	// of them is visible.
+	// version: either all of them become visible or none does. When it returns nil the
+	// events are durable. When it returns ErrConcurrency or ErrInvalidAppend nothing was
+	// written. When it returns ErrUnavailable or a context error the outcome is unknown
+	// (the store may have committed before the answer was lost): repeat the same append
+	// with the same event ids and expected version, or re-read the stream, to settle it.
 	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
 	// ReadStream reads up to limit events of one stream starting at version from
 	// (inclusive), forwards or backwards (from = End for the last event). A stream with
@@ -307,7 +310,8 @@ type Store interface {
 	ReadAll(ctx context.Context, after Position, limit int) ([]RecordedEvent, error)
 	// Subscribe delivers every event after the given position that passes the filter, in
 	// global order: first those already stored (catch-up), then new ones as they are
-	// committed (live). It never skips an event.
+	// committed (live). It never skips an event. The subscription lives until it is
+	// closed or ctx ends, whichever comes first; after that Next fails.
 	Subscribe(ctx context.Context, after Position, filter Filter) (Subscription, error)
 	// Ping checks that the store can serve (readiness).
 	Ping(ctx context.Context) error

@@ -24,15 +24,14 @@ func serveCmd(e *env) *cobra.Command {
 		Short: "Serve the HTTP API (embedded event store unless --esdb-url is set)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return serve(cmd.Context(), e, nil)
+			return serve(cmd.Context(), e, serveHooks{})
 		},
 	}
 }
 
 // serve runs the server until ctx ends, then shuts down gracefully: the listener
 // closes, in-flight requests finish (bounded by ShutdownTimeout), and the store closes.
-// ready, when not nil, receives the bound address once the server accepts connections.
-func serve(ctx context.Context, e *env, ready chan<- string) error {
+func serve(ctx context.Context, e *env, hooks serveHooks) error {
 	log := e.cfg.newLogger(e.stderr)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -59,6 +58,9 @@ func serve(ctx context.Context, e *env, ready chan<- string) error {
 		checks = append(checks, api.ReadyCheck{Name: "redis", Pinger: redisPinger{rdb}})
 	}
 	srv := api.New(api.Deps{Ready: checks, Logger: log, Registry: reg})
+	if hooks.server != nil {
+		hooks.server(srv)
+	}
 	ln, err := net.Listen("tcp", e.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", e.cfg.Addr, err)
@@ -73,8 +75,8 @@ func serve(ctx context.Context, e *env, ready chan<- string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	log.Info("keyledger serving", "addr", ln.Addr().String(), "store", storeKind(e.cfg), "version", version)
-	if ready != nil {
-		ready <- ln.Addr().String()
+	if hooks.ready != nil {
+		hooks.ready <- ln.Addr().String()
 	}
 
 	select {
@@ -92,6 +94,12 @@ func serve(ctx context.Context, e *env, ready chan<- string) error {
 		return fmt.Errorf("http server: %w", err)
 	}
 	return nil
+}
+
+// serveHooks let in-process tests see inside serve; production passes the zero value.
+type serveHooks struct {
+	ready  chan<- string     // receives the bound address once connections are accepted
+	server func(*api.Server) // sees the API before it serves
 }
 
 func storeKind(cfg Config) string {

@@ -16,7 +16,7 @@ import (
 // the data directory.
 func openRawStore(ctx context.Context, cfg *Config, log *slog.Logger) (eventstore.Store, error) {
 	if cfg.ESDBURL != "" {
-		return esdb.Open(ctx, cfg.ESDBURL)
+		return esdb.Open(ctx, cfg.ESDBURL, esdb.WithLogger(log))
 	}
 	if err := cfg.prepareDataDir(); err != nil {
 		return nil, err

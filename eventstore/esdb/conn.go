@@ -211,7 +211,11 @@ func isTransport(err error) bool {
 		}
 		return false
 	}
-	switch status.Code(err) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Unknown, codes.Aborted, codes.Internal:
 		return true
 	}

@@ -63,6 +63,7 @@ func Run(t *testing.T, open Open, opts ...Option) {
 		{"SubscribeFilterByPrefix", testSubscribeFilter},
 		{"SubscribeCancellation", testSubscribeCancellation},
 		{"SubscribeClose", testSubscribeClose},
+		{"SubscribeContextEndsSubscription", testSubscribeContextEnds},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -183,6 +184,7 @@ func testRoundTrip(t *testing.T, s eventstore.Store, ns string, cfg config) {
 	}
 	in[1].ID = "7f0c6f2e-3d52-4a8e-9b7a-6a1d2c3b4e5f"
 	before := time.Now().Add(-time.Minute)
+	from := marker(t, s, ns)
 	res := mustAppend(t, s, stream, eventstore.NoStream, in...)
 	if res.Version != 2 {
 		t.Fatalf("append of 3 events to a new stream: version %d, want 2", res.Version)
@@ -226,7 +228,7 @@ func testRoundTrip(t *testing.T, s eventstore.Store, ns string, cfg config) {
 		t.Errorf("caller-chosen id %q came back as %q", in[1].ID, got[1].ID)
 	}
 
-	all := readAllOwn(t, s, eventstore.Start, ns, 1000)
+	all := readAllOwn(t, s, from, ns, 1000)
 	if len(all) != 3 {
 		t.Fatalf("read all found %d of the case's events, want 3", len(all))
 	}
@@ -243,8 +245,9 @@ func testRoundTrip(t *testing.T, s eventstore.Store, ns string, cfg config) {
 	}
 	if cfg.densePositions {
 		for i, e := range all {
-			if e.Position != (eventstore.Position{Commit: uint64(i + 1), Prepare: uint64(i + 1)}) {
-				t.Errorf("dense store: event %d at %s, want %d", i, e.Position, i+1)
+			want := from.Commit + uint64(i) + 1
+			if e.Position != (eventstore.Position{Commit: want, Prepare: want}) {
+				t.Errorf("dense store: event %d at %s, want %d", i, e.Position, want)
 			}
 		}
 	}
@@ -740,5 +743,39 @@ func testSubscribeClose(t *testing.T, s eventstore.Store, ns string, _ config) {
 	}
 	if err := sub.Close(); err != nil {
 		t.Fatalf("second close: %v", err)
+	}
+}
+
+func testSubscribeContextEnds(t *testing.T, s eventstore.Store, ns string, _ config) {
+	from := marker(t, s, ns)
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := s.Subscribe(ctx, from, eventstore.Filter{StreamPrefixes: []string{ns + "quiet-"}})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	mustAppend(t, s, ns+"quiet-1", eventstore.NoStream, ev("t.v1", 1))
+	if e := next(t, sub); numOf(t, e) != 1 {
+		t.Fatalf("subscription delivered %d, want 1", numOf(t, e))
+	}
+	cancel()
+	// Once the subscribing context has ended, Next fails even with a live context of its
+	// own and even when events are waiting.
+	mustAppend(t, s, ns+"quiet-2", eventstore.NoStream, ev("t.v1", 2))
+	deadline := time.Now().Add(waitLimit)
+	for {
+		_, err := sub.Next(ctxFor(t))
+		if err != nil {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, eventstore.ErrClosed) {
+				t.Fatalf("Next after the subscribing context ended: %v, want context.Canceled or ErrClosed", err)
+			}
+			return
+		}
+		// An event already handed over before the cancel was noticed may still arrive;
+		// the subscription must end soon after.
+		if time.Now().After(deadline) {
+			t.Fatal("subscription kept delivering after its context ended")
+		}
 	}
 }

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/keyledger/keyledger/api"
+	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/eventstore/embedded"
+)
+
+func envFrom(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func runCmd(t *testing.T, env map[string]string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, envFrom(env), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	out, _, err := runCmd(t, map[string]string{
+		"KEYLEDGER_ADDR":      "127.0.0.1:9999",
+		"KEYLEDGER_DATA_DIR":  dir,
+		"KEYLEDGER_LOG_LEVEL": "debug",
+		"KEYLEDGER_ESDB_URL":  "esdb://admin:changeit@127.0.0.1:2113?tls=false",
+	}, "config", "--addr", "127.0.0.1:7777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("config output %q: %v", out, err)
+	}
+	want := map[string]string{
+		"addr":       "127.0.0.1:7777", // flag beats variable
+		"data-dir":   dir,              // variable beats default
+		"log-level":  "debug",
+		"log-format": "auto", // default
+		"store":      "eventstoredb",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if strings.Contains(out, "changeit") {
+		t.Errorf("config printed the EventStoreDB password: %s", out)
+	}
+}
+
+func TestInvalidConfigStopsStartUp(t *testing.T) {
+	_, _, err := runCmd(t, map[string]string{
+		"KEYLEDGER_LOG_LEVEL":        "loud",
+		"KEYLEDGER_SHUTDOWN_TIMEOUT": "soon",
+	}, "serve", "--addr", "nohost", "--esdb-url", "http://x", "--redis-url", "mysql://y")
+	if err == nil {
+		t.Fatal("serve started with invalid configuration")
+	}
+	// The variable that is not even parseable is reported on its own first.
+	if !strings.Contains(err.Error(), "KEYLEDGER_SHUTDOWN_TIMEOUT") {
+		t.Fatalf("error does not name the bad variable: %v", err)
+	}
+	_, _, err = runCmd(t, map[string]string{"KEYLEDGER_LOG_LEVEL": "loud"},
+		"serve", "--addr", "nohost", "--esdb-url", "http://x", "--redis-url", "mysql://y")
+	if err == nil {
+		t.Fatal("serve started with invalid configuration")
+	}
+	for _, want := range []string{`addr "nohost"`, `esdb-url: scheme "http"`, "redis-url", `log-level "loud"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestDataDirNotWritable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	os.WriteFile(file, []byte("x"), 0o600)
+	_, _, err := runCmd(t, map[string]string{"KEYLEDGER_DATA_DIR": filepath.Join(file, "sub")}, "check")
+	if err == nil || !strings.Contains(err.Error(), "data-dir") {
+		t.Fatalf("a data dir under a file: %v", err)
+	}
+}
+
+// TestServeGracefulShutdown runs the server in-process on the embedded store, checks the
+// probes and metrics, then stops it while a request is in flight: the request completes,
+// and the store is closed cleanly (it reopens with its data).
+func TestServeGracefulShutdown(t *testing.T) {
+	dir := t.TempDir()
+	// Put an event in the store so the reopen check has something to find.
+	st, err := embedded.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(context.Background(), "probe-1", eventstore.NoStream,
+		eventstore.EventData{Type: "probe.v1", Data: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	e := &env{stdout: io.Discard}
+	var logs syncBuffer
+	e.stderr = &logs
+	e.cfg = Config{Addr: "127.0.0.1:0", DataDir: dir, LogLevel: "info", LogFormat: "json", ShutdownTimeout: 10 * time.Second}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	ready := make(chan string, 1)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, e, serveHooks{ready: ready, server: func(s *api.Server) {
+			s.Echo().GET("/slow", func(c echo.Context) error {
+				close(entered)
+				<-release
+				return c.String(http.StatusOK, "finished")
+			})
+		}})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve ended before it was ready: %v", err)
+	}
+	base := "http://" + addr
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 {
+		t.Fatalf("healthz %d %s", code, body)
+	}
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, `"eventstore":"ok"`) {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "keyledger_eventstore_appends_total") && !strings.Contains(body, "keyledger_eventstore_events_appended_total") {
+		t.Fatalf("metrics %d lack the event store metrics:\n%s", code, body)
+	}
+
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(base + "/slow")
+		if err != nil {
+			slow <- "error: " + err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		slow <- string(b)
+	}()
+	<-entered
+	stop() // as SIGTERM would
+	// Shutdown must wait for the in-flight request rather than cut it.
+	select {
+	case err := <-done:
+		t.Fatalf("serve returned (%v) while a request was in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	if got := <-slow; got != "finished" {
+		t.Fatalf("in-flight request got %q", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if !strings.Contains(logs.String(), "event store closed") {
+		t.Fatalf("store not reported closed:\n%s", logs.String())
+	}
+	// New connections are refused after shutdown.
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Fatal("server still accepts connections after shutdown")
+	}
+	st, err = embedded.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatalf("reopen after shutdown: %v", err)
+	}
+	defer st.Close()
+	if evs, err := st.ReadStream(context.Background(), "probe-1", eventstore.Forwards, 0, 10); err != nil || len(evs) != 1 {
+		t.Fatalf("after shutdown the store holds %d events (%v)", len(evs), err)
+	}
+}
+
+// TestBinarySIGTERM builds the real binary, starts it, and stops it with SIGTERM.
+func TestBinarySIGTERM(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "keyledger")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = append(os.Environ(), "KEYLEDGER_ADDR="+addr, "KEYLEDGER_DATA_DIR="+dir, "KEYLEDGER_LOG_FORMAT=json")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitUp(t, "http://"+addr+"/readyz")
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid := resp.Header.Get(api.HeaderCorrelationID)
+	resp.Body.Close()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	logs := stderr.String()
+	for _, want := range []string{`"msg":"keyledger serving"`, `"correlation_id":"` + cid + `"`, `"msg":"event store closed"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
+	}
+	// The same binary's check subcommand reads the same configuration.
+	out, err := exec.Command(bin, "check", "--data-dir", dir).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "event store ok: embedded") {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	// A corrupt data file is named in a clear error, and start-up stops.
+	if err := os.WriteFile(filepath.Join(dir, "events.db"), bytes.Repeat([]byte("garbage!"), 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "events.db-wal"))
+	os.Remove(filepath.Join(dir, "events.db-shm"))
+	out, err = exec.Command(bin, "serve", "--data-dir", dir, "--addr", freeAddr(t)).CombinedOutput()
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) || !strings.Contains(string(out), "events.db") || !strings.Contains(strings.ToLower(string(out)), "corrupt") {
+		t.Fatalf("serve on a corrupt file: %v\n%s", err, out)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitUp(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer 200 within 30s", url)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
