@@ -2,9 +2,11 @@ package embedded
 
 import (
 	"context"
-	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -78,15 +80,16 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	return out.res, out.err
 }
 
-// runWriter is the one goroutine that writes. It takes one request, drains whatever else
-// is queued, and commits the lot in one transaction. After Close it commits what was
-// queued before and returns.
-func (s *Store) runWriter() {
-	defer close(s.writerDone)
+// writeLoop is the one goroutine that writes. It takes one request, drains whatever
+// else is queued, and commits the lot in one transaction. After Close it commits what
+// was queued before and returns.
+func (s *Store) writeLoop() {
 	batch := make([]*appendReq, 0, s.cfg.maxBatch)
 	for {
 		select {
 		case r := <-s.queue:
+			s.hook(stageReceived)
+			s.linger()
 			batch = s.drain(append(batch[:0], r))
 			s.commitBatch(batch)
 		case <-s.closing:
@@ -99,6 +102,21 @@ func (s *Store) runWriter() {
 			}
 		}
 		clear(batch) // drop references to finished requests
+	}
+}
+
+// linger lets appenders that are already runnable reach the queue before the batch is
+// drained. When a commit answers k waiting appenders, they wake together and append
+// again; without this the writer would take the first one alone and commit it with its
+// own fsync while the others queue behind. Yielding costs nothing when no other
+// goroutine is runnable, and the writer never sleeps on a timer.
+func (s *Store) linger() {
+	for range 4 {
+		n := len(s.queue)
+		runtime.Gosched()
+		if len(s.queue) == n {
+			return
+		}
 	}
 }
 
@@ -120,16 +138,24 @@ func (s *Store) drain(batch []*appendReq) []*appendReq {
 	return batch
 }
 
+func (s *Store) hook(stage writerStage) {
+	if s.cfg.writerHook != nil {
+		s.cfg.writerHook(stage)
+	}
+}
+
 func (r *appendReq) reply(out appendOutcome) { r.done <- out }
 
 // commitBatch writes a batch and replies to every request in it.
 func (s *Store) commitBatch(batch []*appendReq) {
-	live := batch[:0:0]
+	live := s.w.live[:0]
+	defer func() { s.w.live = live[:0]; clear(live[:cap(live)]) }()
 	for _, r := range batch {
 		if r.state.CompareAndSwap(reqQueued, reqTaken) {
 			live = append(live, r)
 		}
 	}
+	s.hook(stageClaimed)
 	for len(live) > 0 {
 		culprit, err := s.w.txn(s, live)
 		if err == nil {
@@ -167,10 +193,25 @@ func (s *Store) publishIfAdvanced(seq uint64) {
 	}
 }
 
-// writer is the state of the writer goroutine. Only runWriter (and Open/Close, which do
-// not run concurrently with it) touch it.
+// driverConn and driverStmt are what the writer needs of modernc.org/sqlite's
+// connection and statements. The writer talks to the driver directly (inside
+// sql.Conn.Raw, for the store's lifetime) rather than through database/sql, which
+// would add locking and argument conversion to every statement of every append.
+type driverConn interface {
+	driver.Conn
+	driver.ConnPrepareContext
+}
+
+type driverStmt interface {
+	driver.Stmt
+	driver.StmtExecContext
+	driver.StmtQueryContext
+}
+
+// writer is the state of the writer goroutine. Only the writer goroutine (and Open,
+// before starting it) touches it.
 type writer struct {
-	conn    *sql.Conn
+	conn    driverConn
 	lastSeq uint64 // last committed sequence number
 
 	// versions caches the last committed version of streams (-1: the stream has no
@@ -179,14 +220,21 @@ type writer struct {
 	versions  map[string]int64
 	pending   map[string]int64
 	maxCached int
+	commits   uint64 // successful transactions, for tests
+	// walPages estimates the pages written to the WAL since the last checkpoint request.
+	walPages int
 	// dirty means the in-memory state may disagree with the file (a failed COMMIT or
 	// ROLLBACK); it is reloaded before the next batch.
 	dirty bool
+	// closeErr is the error of closing the statements when the writer stopped.
+	closeErr error
 
-	lastVersion *sql.Stmt
-	inserts     map[int]*sql.Stmt // keyed by rows per statement
-	args        []any
-	outcomes    []appendOutcome
+	begin, commit, rollbackSt, lastVersion, maxSeq driverStmt
+	inserts                                        map[int]driverStmt // keyed by rows per statement
+	args                                           []driver.NamedValue
+	dest                                           []driver.Value
+	outcomes                                       []appendOutcome
+	live                                           []*appendReq // commitBatch's buffer
 }
 
 // insertChunks are the row counts of the prepared multi-row INSERTs; an append of n
@@ -195,37 +243,123 @@ var insertChunks = []int{64, 16, 4, 1}
 
 const insertColumns = 14
 
-func (w *writer) prepare(ctx context.Context, conn *sql.Conn) error {
-	w.conn = conn
+// runWriter runs the writer loop inside the pinned connection's Raw callback. ready
+// receives nil once the statements are prepared, or the error that prevented it.
+func (s *Store) runWriter(ready chan<- error) {
+	defer close(s.writerDone)
+	started := false
+	err := s.wconn.Raw(func(dc any) error {
+		c, ok := dc.(driverConn)
+		if !ok {
+			return fmt.Errorf("sqlite driver connection %T does not support prepared statements with context", dc)
+		}
+		if err := s.w.prepare(c); err != nil {
+			s.w.closeStmts()
+			return s.storageErr("open event store: prepare writes", err)
+		}
+		started = true
+		ready <- nil
+		s.writeLoop()
+		if err := s.w.closeStmts(); err != nil {
+			s.w.closeErr = err
+		}
+		return nil
+	})
+	if !started {
+		ready <- err
+	}
+}
+
+func (w *writer) prepare(c driverConn) error {
+	ctx := context.Background()
+	w.conn = c
 	w.versions = make(map[string]int64)
 	w.pending = make(map[string]int64)
-	w.inserts = make(map[int]*sql.Stmt)
-	var err error
-	w.lastVersion, err = conn.PrepareContext(ctx, "SELECT version FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1")
-	if err != nil {
-		return err
+	w.inserts = make(map[int]driverStmt)
+	prep := func(dst *driverStmt, q string) error {
+		st, err := c.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		ds, ok := st.(driverStmt)
+		if !ok {
+			st.Close()
+			return fmt.Errorf("sqlite driver statement %T does not support context", st)
+		}
+		*dst = ds
+		return nil
+	}
+	for _, p := range []struct {
+		dst *driverStmt
+		q   string
+	}{
+		{&w.begin, "BEGIN IMMEDIATE"},
+		{&w.commit, "COMMIT"},
+		{&w.rollbackSt, "ROLLBACK"},
+		{&w.lastVersion, "SELECT version FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1"},
+		{&w.maxSeq, "SELECT max(seq) FROM events"},
+	} {
+		if err := prep(p.dst, p.q); err != nil {
+			return err
+		}
 	}
 	row := "(" + strings.TrimSuffix(strings.Repeat("?,", insertColumns), ",") + ")"
 	for _, n := range insertChunks {
 		q := "INSERT INTO events (seq, stream, version, id, type, recorded_at, data, tenant, actor_id, actor_kind, correlation_id, causation_id, aggregate_id, prev_hash) VALUES " +
 			strings.TrimSuffix(strings.Repeat(row+",", n), ",")
-		if w.inserts[n], err = conn.PrepareContext(ctx, q); err != nil {
+		var st driverStmt
+		if err := prep(&st, q); err != nil {
 			return err
 		}
+		w.inserts[n] = st
 	}
-	w.args = make([]any, 0, insertChunks[0]*insertColumns)
+	w.args = make([]driver.NamedValue, insertChunks[0]*insertColumns)
+	for i := range w.args {
+		w.args[i].Ordinal = i + 1
+	}
+	w.dest = make([]driver.Value, 1)
 	return nil
 }
 
-func (w *writer) close() error {
+func (w *writer) closeStmts() error {
 	var errs []error
-	if w.lastVersion != nil {
-		errs = append(errs, w.lastVersion.Close())
+	for _, st := range []driverStmt{w.begin, w.commit, w.rollbackSt, w.lastVersion, w.maxSeq} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
 	}
 	for _, st := range w.inserts {
 		errs = append(errs, st.Close())
 	}
 	return errors.Join(errs...)
+}
+
+func (w *writer) exec(ctx context.Context, st driverStmt, args []driver.NamedValue) error {
+	_, err := st.ExecContext(ctx, args)
+	return err
+}
+
+// queryInt runs a query that returns at most one integer; ok is false for no row or NULL.
+func (w *writer) queryInt(ctx context.Context, st driverStmt, args []driver.NamedValue) (v int64, ok bool, err error) {
+	rows, err := st.QueryContext(ctx, args)
+	if err != nil {
+		return 0, false, err
+	}
+	defer rows.Close()
+	if err := rows.Next(w.dest); err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, false, nil
+		}
+		return 0, false, err
+	}
+	switch x := w.dest[0].(type) {
+	case int64:
+		return x, true, rows.Close()
+	case nil:
+		return 0, false, rows.Close()
+	default:
+		return 0, false, fmt.Errorf("expected an integer, got %T", x)
+	}
 }
 
 // txn runs one transaction over live and, on success, leaves one outcome per request
@@ -239,7 +373,7 @@ func (w *writer) txn(s *Store, live []*appendReq) (culprit int, err error) {
 			return -1, err
 		}
 	}
-	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+	if err := w.exec(ctx, w.begin, nil); err != nil {
 		w.dirty = true
 		return -1, s.storageErr("begin", err)
 	}
@@ -248,6 +382,7 @@ func (w *writer) txn(s *Store, live []*appendReq) (culprit int, err error) {
 	seq := w.lastSeq
 	now := time.Now().UnixNano()
 	wrote := false
+	walEstimate := 0 // bytes of rows; turned into pages below
 	for i, r := range live {
 		cur, err := w.version(ctx, r.stream)
 		if err != nil {
@@ -268,6 +403,9 @@ func (w *writer) txn(s *Store, live []*appendReq) (culprit int, err error) {
 			return i, s.storageErr("insert events", err)
 		}
 		n := uint64(len(r.events))
+		for _, e := range r.events {
+			walEstimate += len(e.Data) + 200
+		}
 		seq += n
 		last := next + n - 1
 		w.pending[r.stream] = int64(last)
@@ -282,12 +420,23 @@ func (w *writer) txn(s *Store, live []*appendReq) (culprit int, err error) {
 		w.rollback(ctx)
 		return -1, nil
 	}
-	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
+	if err := w.exec(ctx, w.commit, nil); err != nil {
 		w.rollback(ctx)
 		w.dirty = true // a failed COMMIT may or may not have reached the disk
 		return -1, s.storageErr("commit", err)
 	}
 	w.lastSeq = seq
+	w.commits++
+	// Each commit rewrites at least a table and an index leaf; rows fill new pages in
+	// both (the index entry is smaller, counted as a whole row for simplicity).
+	w.walPages += 2 + 2*walEstimate/pageSize
+	if w.walPages >= s.cfg.walPages/2 {
+		w.walPages = 0
+		select {
+		case s.ckptKick <- struct{}{}:
+		default:
+		}
+	}
 	for k, v := range w.pending {
 		w.versions[k] = v
 	}
@@ -304,13 +453,12 @@ func (w *writer) version(ctx context.Context, stream string) (int64, error) {
 	if v, ok := w.versions[stream]; ok {
 		return v, nil
 	}
-	var v int64
-	err := w.lastVersion.QueryRowContext(ctx, stream).Scan(&v)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		v = -1
-	case err != nil:
+	v, ok, err := w.queryInt(ctx, w.lastVersion, []driver.NamedValue{{Ordinal: 1, Value: stream}})
+	if err != nil {
 		return 0, err
+	}
+	if !ok {
+		v = -1
 	}
 	// Only the writer writes, and this stream has no uncommitted rows (it is not in
 	// pending), so what was read is committed state and safe to cache.
@@ -328,28 +476,41 @@ func (w *writer) insert(ctx context.Context, r *appendReq, seq, version uint64, 
 				break
 			}
 		}
-		args := w.args[:0]
+		args := w.args[:n*insertColumns]
 		for i := range n {
 			e := &evs[i]
-			args = append(args,
-				int64(seq), r.stream, int64(version), e.ID, e.Type, now, []byte(e.Data),
-				e.Meta.Tenant, e.Meta.ActorID, e.Meta.ActorKind, e.Meta.CorrelationID,
-				e.Meta.CausationID, e.Meta.AggregateID, e.Meta.PrevHash)
+			a := args[i*insertColumns : (i+1)*insertColumns]
+			a[0].Value = int64(seq)
+			a[1].Value = r.stream
+			a[2].Value = int64(version)
+			a[3].Value = e.ID
+			a[4].Value = e.Type
+			a[5].Value = now
+			a[6].Value = []byte(e.Data)
+			a[7].Value = e.Meta.Tenant
+			a[8].Value = e.Meta.ActorID
+			a[9].Value = e.Meta.ActorKind
+			a[10].Value = e.Meta.CorrelationID
+			a[11].Value = e.Meta.CausationID
+			a[12].Value = e.Meta.AggregateID
+			a[13].Value = e.Meta.PrevHash
 			seq++
 			version++
 		}
-		if _, err := w.inserts[n].ExecContext(ctx, args...); err != nil {
-			clear(args)
+		err := w.exec(ctx, w.inserts[n], args)
+		for i := range args {
+			args[i].Value = nil // do not keep the callers' payloads alive
+		}
+		if err != nil {
 			return err
 		}
-		clear(args) // do not keep the callers' payloads alive
 		evs = evs[n:]
 	}
 	return nil
 }
 
 func (w *writer) rollback(ctx context.Context) {
-	if _, err := w.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+	if err := w.exec(ctx, w.rollbackSt, nil); err != nil {
 		// SQLite may already have rolled back (it does for some I/O and full-disk
 		// errors); if not, the connection is in an unknown state.
 		if !strings.Contains(err.Error(), "no transaction is active") {
@@ -360,13 +521,13 @@ func (w *writer) rollback(ctx context.Context) {
 
 // reload resynchronises the in-memory state with the file after a failure.
 func (w *writer) reload(ctx context.Context, s *Store) error {
-	_, _ = w.conn.ExecContext(ctx, "ROLLBACK") // in case a transaction is still open
+	_ = w.exec(ctx, w.rollbackSt, nil) // in case a transaction is still open
 	clear(w.versions)
-	var last sql.NullInt64
-	if err := w.conn.QueryRowContext(ctx, "SELECT max(seq) FROM events").Scan(&last); err != nil {
+	last, _, err := w.queryInt(ctx, w.maxSeq, nil)
+	if err != nil {
 		return s.storageErr("reload last position", err)
 	}
-	w.lastSeq = uint64(last.Int64)
+	w.lastSeq = uint64(last)
 	w.dirty = false
 	// A COMMIT reported as failed may have reached the disk after all: make what is
 	// there visible to subscriptions.
@@ -386,5 +547,21 @@ func (w *writer) trimCache() {
 			break
 		}
 		delete(w.versions, k)
+	}
+}
+
+// runCheckpointer copies the WAL into the data file when the writer asks, with a
+// passive checkpoint on its own connection, so that the commit that crosses the WAL
+// threshold does not pay for the copy and its fsync. A failed checkpoint loses nothing
+// (the WAL still holds the pages); the next one retries.
+func (s *Store) runCheckpointer() {
+	defer close(s.ckptDone)
+	for {
+		select {
+		case <-s.ckptKick:
+			_, _ = s.cdb.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+		case <-s.done:
+			return
+		}
 	}
 }
