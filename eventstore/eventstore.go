@@ -227,8 +227,9 @@ type Metadata struct {
 
 // EventData is an event to append.
 type EventData struct {
-	// ID is a UUID. Leave it empty to have one generated; set it yourself when a retried
-	// append must be recognisable as the same event.
+	// ID is a UUID. Leave it empty to have one generated. The port does not promise to
+	// deduplicate on it (EventStoreDB does, best effort; the embedded store does not):
+	// idempotency is the caller's, through the expected version.
 	ID   string
 	Type string // stable wire name with a version, e.g. "client.key_uploaded.v1"
 	Data json.RawMessage
@@ -264,7 +265,9 @@ type AppendResult struct {
 type Direction uint8
 
 const (
+	// Forwards reads from the given version towards the stream's last event.
 	Forwards Direction = iota
+	// Backwards reads from the given version (or End) towards the stream's first event.
 	Backwards
 )
 
@@ -301,12 +304,12 @@ type Store interface {
 	// (the store may have committed before the answer was lost): repeat the same append
 	// with the same event ids and expected version, or re-read the stream, to settle it.
 	Append(ctx context.Context, stream string, expected ExpectedVersion, events ...EventData) (AppendResult, error)
-	// ReadStream reads up to limit events of one stream starting at version from
-	// (inclusive), forwards or backwards (from = End for the last event). A stream with
-	// no events gives ErrStreamNotFound.
+	// ReadStream reads up to ReadLimit(limit) events of one stream starting at version
+	// from (inclusive), forwards or backwards (from = End for the last event). A stream
+	// with no events gives ErrStreamNotFound.
 	ReadStream(ctx context.Context, stream string, dir Direction, from uint64, limit int) ([]RecordedEvent, error)
-	// ReadAll reads up to limit events whose position is after the given one, in global
-	// order. An empty result means the end of the log at the time of the call.
+	// ReadAll reads up to ReadLimit(limit) events whose position is after the given one,
+	// in global order. An empty result means the end of the log at the time of the call.
 	ReadAll(ctx context.Context, after Position, limit int) ([]RecordedEvent, error)
 	// Subscribe delivers every event after the given position that passes the filter, in
 	// global order: first those already stored (catch-up), then new ones as they are
@@ -316,11 +319,12 @@ type Store interface {
 	// Ping checks that the store can serve (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the store. In-flight appends either complete or fail; none is
-	// half-written.
+	// half-written. Afterwards every call fails with ErrClosed; Close again is a no-op.
 	Close() error
 }
 
-// Subscription is a catch-up subscription. It is used by one goroutine.
+// Subscription is a catch-up subscription. Next is called by one goroutine at a time;
+// Close may be called from any goroutine, also while Next is blocked.
 type Subscription interface {
 	// Next blocks until the next event. It returns ctx.Err() when ctx ends, ErrClosed
 	// after Close, and a wrapped ErrUnavailable when the store fails in a way the
@@ -331,36 +335,54 @@ type Subscription interface {
 }
 
 // ValidateAppend checks an append before any adapter touches storage, so every adapter
-// refuses the same malformed input with the same error. It fills in missing event ids.
-func ValidateAppend(stream string, expected ExpectedVersion, events []EventData) error {
+// refuses the same malformed input with the same error. It returns the events to write:
+// a copy in which missing ids are filled in (the caller's slice is never changed, so two
+// goroutines may append the same slice).
+func ValidateAppend(stream string, expected ExpectedVersion, events []EventData) ([]EventData, error) {
 	if stream == "" {
-		return fmt.Errorf("%w: empty stream name", ErrInvalidAppend)
+		return nil, fmt.Errorf("%w: empty stream name", ErrInvalidAppend)
 	}
 	if strings.HasPrefix(stream, "$") {
-		return fmt.Errorf("%w: stream %q: names starting with '$' are reserved", ErrInvalidAppend, stream)
+		return nil, fmt.Errorf("%w: stream %q: names starting with '$' are reserved", ErrInvalidAppend, stream)
 	}
 	if !expected.IsSet() {
-		return fmt.Errorf("%w: stream %q: expected version not set", ErrInvalidAppend, stream)
+		return nil, fmt.Errorf("%w: stream %q: expected version not set", ErrInvalidAppend, stream)
 	}
 	if len(events) == 0 {
-		return fmt.Errorf("%w: stream %q: no events", ErrInvalidAppend, stream)
+		return nil, fmt.Errorf("%w: stream %q: no events", ErrInvalidAppend, stream)
 	}
-	for i := range events {
-		e := &events[i]
+	out := make([]EventData, len(events))
+	copy(out, events)
+	for i := range out {
+		e := &out[i]
 		if e.Type == "" {
-			return fmt.Errorf("%w: stream %q event %d: empty type", ErrInvalidAppend, stream, i)
+			return nil, fmt.Errorf("%w: stream %q event %d: empty type", ErrInvalidAppend, stream, i)
 		}
 		if strings.HasPrefix(e.Type, "$") {
-			return fmt.Errorf("%w: stream %q event %d: types starting with '$' are reserved", ErrInvalidAppend, stream, i)
+			return nil, fmt.Errorf("%w: stream %q event %d: types starting with '$' are reserved", ErrInvalidAppend, stream, i)
 		}
 		if !json.Valid(e.Data) {
-			return fmt.Errorf("%w: stream %q event %d (%s): data is not valid JSON", ErrInvalidAppend, stream, i, e.Type)
+			return nil, fmt.Errorf("%w: stream %q event %d (%s): data is not valid JSON", ErrInvalidAppend, stream, i, e.Type)
 		}
 		if e.ID == "" {
 			e.ID = uuid.NewString()
 		} else if _, err := uuid.Parse(e.ID); err != nil {
-			return fmt.Errorf("%w: stream %q event %d: id %q is not a UUID", ErrInvalidAppend, stream, i, e.ID)
+			return nil, fmt.Errorf("%w: stream %q event %d: id %q is not a UUID", ErrInvalidAppend, stream, i, e.ID)
 		}
 	}
-	return nil
+	return out, nil
+}
+
+// MaxReadLimit caps one read so that a careless limit cannot load the whole log into
+// memory; a caller wanting more reads again from where the page ended.
+const MaxReadLimit = 100_000
+
+// ReadLimit is the number of events a read with the given limit returns at most: limit
+// itself, or MaxReadLimit when limit is not positive or larger than MaxReadLimit. Every
+// adapter applies it, so the rule has one definition.
+func ReadLimit(limit int) int {
+	if limit <= 0 || limit > MaxReadLimit {
+		return MaxReadLimit
+	}
+	return limit
 }

@@ -14,17 +14,6 @@ import (
 // columns is the column list every read selects, in the order scanEvents expects.
 const columns = "seq, stream, version, id, type, recorded_at, data, tenant, actor_id, actor_kind, correlation_id, causation_id, aggregate_id, prev_hash"
 
-// maxLimit caps one read's page so that a careless limit cannot load the whole log into
-// memory; a caller wanting more reads again from where the page ended.
-const maxLimit = 100_000
-
-func clampLimit(limit int) int {
-	if limit <= 0 || limit > maxLimit {
-		return maxLimit
-	}
-	return limit
-}
-
 // ReadStream reads up to limit events of one stream starting at version from
 // (inclusive), forwards or backwards; from = eventstore.End starts a backwards read at
 // the last event. A stream with no events gives a wrapped ErrStreamNotFound; a from past
@@ -34,7 +23,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, dir eventstore.Di
 	if s.isClosed() {
 		return nil, fmt.Errorf("read stream %s: %w", stream, eventstore.ErrClosed)
 	}
-	limit = clampLimit(limit)
+	limit = eventstore.ReadLimit(limit)
 	var (
 		stmt  *sql.Stmt
 		bound int64
@@ -87,7 +76,7 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 	if s.isClosed() {
 		return nil, fmt.Errorf("read all: %w", eventstore.ErrClosed)
 	}
-	limit = clampLimit(limit)
+	limit = eventstore.ReadLimit(limit)
 	if after.Commit >= math.MaxInt64 {
 		return []eventstore.RecordedEvent{}, nil
 	}

@@ -46,7 +46,8 @@ type appendOutcome struct {
 // So an append whose ctx was cancelled returns either ctx's error (nothing was written)
 // or the real outcome (possibly success: the events were written).
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
-	if err := eventstore.ValidateAppend(stream, expected, events); err != nil {
+	events, err := eventstore.ValidateAppend(stream, expected, events)
+	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
 	if s.isClosed() {

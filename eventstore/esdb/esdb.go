@@ -251,7 +251,8 @@ func (s *Store) failure(ctx context.Context, err error) error {
 // nothing was written: the node may have committed the append before the answer was
 // lost. Repeat the same events (same ids) with the same expectation to find out.
 func (s *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
-	if err := eventstore.ValidateAppend(stream, expected, events); err != nil {
+	events, err := eventstore.ValidateAppend(stream, expected, events)
+	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
 	proposed := make([]esdbc.EventData, len(events))
@@ -275,7 +276,7 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 	opts := esdbc.AppendToStreamOptions{ExpectedRevision: expectedRevision(expected)}
 	var res *esdbc.WriteResult
 	_, exact := expected.Version()
-	err := s.do(ctx, exact || expected.IsNoStream(), func(c *esdbc.Client) error {
+	err = s.do(ctx, exact || expected.IsNoStream(), func(c *esdbc.Client) error {
 		r, err := c.AppendToStream(ctx, stream, opts, proposed...)
 		if err != nil {
 			return err
@@ -337,9 +338,7 @@ func concurrencyError(stream string, expected eventstore.ExpectedVersion, err er
 // the requested range is an error, never a short result. The events' Position is
 // eventstore.Start unless the node reports a real one.
 func (s *Store) ReadStream(ctx context.Context, stream string, dir eventstore.Direction, from uint64, limit int) ([]eventstore.RecordedEvent, error) {
-	if limit <= 0 {
-		return nil, fmt.Errorf("eventstore/esdb: read %s: limit %d is not positive", stream, limit)
-	}
+	limit = eventstore.ReadLimit(limit)
 	opts := esdbc.ReadStreamOptions{Direction: esdbc.Forwards, From: esdbc.Revision(from)}
 	if dir == eventstore.Backwards {
 		opts.Direction = esdbc.Backwards
@@ -387,9 +386,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, dir eventstore.Di
 // limit, so one call may read more than limit events from the node. after must be
 // Start or the position of an event (as returned by Append, ReadAll or a subscription).
 func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.RecordedEvent, error) {
-	if limit <= 0 {
-		return nil, fmt.Errorf("eventstore/esdb: read all: limit %d is not positive", limit)
-	}
+	limit = eventstore.ReadLimit(limit)
 	var out []eventstore.RecordedEvent
 	cursor := after
 	for len(out) < limit {

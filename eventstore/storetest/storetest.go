@@ -64,6 +64,8 @@ func Run(t *testing.T, open Open, opts ...Option) {
 		{"SubscribeCancellation", testSubscribeCancellation},
 		{"SubscribeClose", testSubscribeClose},
 		{"SubscribeContextEndsSubscription", testSubscribeContextEnds},
+		{"NonPositiveLimitReadsDefaultPage", testNonPositiveLimit},
+		{"ClosedStoreRefusesEverything", testClosedStore},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -777,5 +779,72 @@ func testSubscribeContextEnds(t *testing.T, s eventstore.Store, ns string, _ con
 		if time.Now().After(deadline) {
 			t.Fatal("subscription kept delivering after its context ended")
 		}
+	}
+}
+
+func testNonPositiveLimit(t *testing.T, s eventstore.Store, ns string, _ config) {
+	from := marker(t, s, ns)
+	stream := ns + "limits"
+	mustAppend(t, s, stream, eventstore.NoStream, evs("t.v1", 0, 12)...)
+	for _, limit := range []int{0, -1} {
+		got, err := s.ReadStream(ctxFor(t), stream, eventstore.Forwards, 0, limit)
+		if err != nil || len(got) != 12 {
+			t.Errorf("read stream with limit %d: %d events, %v; want all 12", limit, len(got), err)
+		}
+		got, err = s.ReadStream(ctxFor(t), stream, eventstore.Backwards, eventstore.End, limit)
+		if err != nil || len(got) != 12 || got[0].Version != 11 {
+			t.Errorf("read stream backwards with limit %d: %d events, %v; want all 12 from the last", limit, len(got), err)
+		}
+		all, err := s.ReadAll(ctxFor(t), from, limit)
+		if err != nil {
+			t.Fatalf("read all with limit %d: %v", limit, err)
+		}
+		own := 0
+		for _, e := range all {
+			if e.Stream == stream {
+				own++
+			}
+		}
+		if own != 12 {
+			t.Errorf("read all with limit %d returned %d of the 12 events", limit, own)
+		}
+	}
+	if eventstore.ReadLimit(0) != eventstore.MaxReadLimit || eventstore.ReadLimit(7) != 7 || eventstore.ReadLimit(eventstore.MaxReadLimit+1) != eventstore.MaxReadLimit {
+		t.Error("ReadLimit does not follow its rule")
+	}
+}
+
+func testClosedStore(t *testing.T, s eventstore.Store, ns string, _ config) {
+	stream := ns + "closing"
+	from := marker(t, s, ns)
+	mustAppend(t, s, stream, eventstore.NoStream, ev("t.v1", 0))
+	sub, err := s.Subscribe(ctxFor(t), from, eventstore.Filter{StreamPrefixes: []string{ns + "quiet-"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := s.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if _, err := s.Append(ctxFor(t), stream, eventstore.Exact(0), ev("t.v1", 1)); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("append after close: %v, want ErrClosed", err)
+	}
+	if _, err := s.ReadStream(ctxFor(t), stream, eventstore.Forwards, 0, 10); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("read stream after close: %v, want ErrClosed", err)
+	}
+	if _, err := s.ReadAll(ctxFor(t), from, 10); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("read all after close: %v, want ErrClosed", err)
+	}
+	if _, err := s.Subscribe(ctxFor(t), from, eventstore.Filter{}); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("subscribe after close: %v, want ErrClosed", err)
+	}
+	if _, err := sub.Next(ctxFor(t)); !errors.Is(err, eventstore.ErrClosed) {
+		t.Errorf("next on a subscription of a closed store: %v, want ErrClosed", err)
+	}
+	if err := s.Ping(ctxFor(t)); err == nil {
+		t.Error("ping of a closed store succeeded")
 	}
 }
