@@ -6,20 +6,19 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 )
 
 func checkCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "check",
-		Short: "Open the configured event store, check it can serve, and report",
+		Short: "Open the configured event store (the embedded one with a full integrity check), check it can serve, and report",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := e.cfg.newLogger(e.stderr)
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			store, err := openStore(ctx, &e.cfg, log, prometheus.NewRegistry())
+			store, err := openRawStore(ctx, &e.cfg, log, true)
 			if err != nil {
 				return err
 			}

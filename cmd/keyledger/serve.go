@@ -111,7 +111,7 @@ func storeKind(cfg Config) string {
 
 // openStore opens the configured event store, instrumented with metrics.
 func openStore(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheus.Registerer) (eventstore.Store, error) {
-	s, err := openRawStore(ctx, cfg, log)
+	s, err := openRawStore(ctx, cfg, log, false)
 	if err != nil {
 		return nil, err
 	}

@@ -13,15 +13,16 @@ import (
 )
 
 // openRawStore opens EventStoreDB when a URL is configured, else the embedded store in
-// the data directory.
-func openRawStore(ctx context.Context, cfg *Config, log *slog.Logger) (eventstore.Store, error) {
+// the data directory. verify makes the embedded store check every page of its file
+// before opening (slow on a large log: for operators' checks, not for start-up).
+func openRawStore(ctx context.Context, cfg *Config, log *slog.Logger, verify bool) (eventstore.Store, error) {
 	if cfg.ESDBURL != "" {
 		return esdb.Open(ctx, cfg.ESDBURL, esdb.WithLogger(log))
 	}
 	if err := cfg.prepareDataDir(); err != nil {
 		return nil, err
 	}
-	return embedded.Open(ctx, cfg.DataDir)
+	return embedded.Open(ctx, cfg.DataDir, embedded.WithQuickCheck(verify))
 }
 
 // openRedis builds a client for the configured Redis URL (already validated).
