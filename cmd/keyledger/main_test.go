@@ -341,3 +341,13 @@ func TestCheckFindsDamagedPages(t *testing.T) {
 		t.Fatalf("check of a damaged store: %v, want ErrCorrupt naming %s", err, path)
 	}
 }
+
+// TestUnreachableEventStoreDB: start-up against a node that is not there stops with an
+// error naming the node and the cause.
+func TestUnreachableEventStoreDB(t *testing.T) {
+	addr := freeAddr(t) // nothing listens there any more
+	_, _, err := runCmd(t, map[string]string{"KEYLEDGER_ESDB_URL": "esdb://" + addr + "?tls=false"}, "serve", "--addr", freeAddr(t))
+	if !errors.Is(err, eventstore.ErrUnavailable) || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("serve with an unreachable EventStoreDB: %v, want ErrUnavailable naming %s", err, addr)
+	}
+}
