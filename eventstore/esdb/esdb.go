@@ -353,24 +353,14 @@ func (s *Store) ReadStream(ctx context.Context, stream string, dir eventstore.Di
 		if err != nil {
 			return err
 		}
-		defer rs.Close()
-		for {
-			ev, err := rs.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
+		out, err = drain(rs, out, func(ev *esdbc.ResolvedEvent) (eventstore.RecordedEvent, error) {
 			rec, err := convert(ev)
-			if err != nil {
-				return err
-			}
 			if rec.Position.Commit == math.MaxUint64 || rec.Position.Prepare == math.MaxUint64 {
 				rec.Position = eventstore.Start
 			}
-			out = append(out, rec)
-		}
+			return rec, err
+		})
+		return err
 	})
 	if err != nil {
 		if code, ok := esdbCode(err); ok && (code == esdbc.ErrorCodeResourceNotFound || code == esdbc.ErrorCodeStreamDeleted) {
@@ -403,21 +393,8 @@ func (s *Store) ReadAll(ctx context.Context, after eventstore.Position, limit in
 			if err != nil {
 				return err
 			}
-			defer rs.Close()
-			for {
-				ev, err := rs.Recv()
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				rec, err := convertAll(ev)
-				if err != nil {
-					return err
-				}
-				batch = append(batch, rec)
-			}
+			batch, err = drain(rs, batch, convertAll)
+			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("eventstore/esdb: read all after %s: %w", cursor, s.failure(ctx, err))
@@ -450,6 +427,26 @@ func isSystem(rec eventstore.RecordedEvent) bool {
 
 // convertAll converts an event read from $all, whose metadata may not be Keyledger's
 // (system events); those are returned without metadata and skipped by the caller.
+// drain reads rs to its end, appending converted events to out, and always closes it.
+// Only io.EOF ends the data; every other Recv error is returned as a failure.
+func drain(rs *esdbc.ReadStream, out []eventstore.RecordedEvent, conv func(*esdbc.ResolvedEvent) (eventstore.RecordedEvent, error)) ([]eventstore.RecordedEvent, error) {
+	defer rs.Close()
+	for {
+		ev, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		rec, err := conv(ev)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, rec)
+	}
+}
+
 func convertAll(ev *esdbc.ResolvedEvent) (eventstore.RecordedEvent, error) {
 	if e := ev.Event; e != nil && (strings.HasPrefix(e.StreamID, "$") || strings.HasPrefix(e.EventType, "$")) {
 		return eventstore.RecordedEvent{
