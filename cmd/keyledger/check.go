@@ -44,14 +44,19 @@ func configCmd(e *env) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r := e.cfg.Redacted()
 			out := map[string]string{
-				"addr":             r.Addr,
-				"data-dir":         r.DataDir,
-				"esdb-url":         r.ESDBURL,
-				"redis-url":        r.RedisURL,
-				"log-level":        r.LogLevel,
-				"log-format":       r.LogFormat,
-				"shutdown-timeout": r.ShutdownTimeout.String(),
-				"store":            storeKind(r),
+				"addr":              r.Addr,
+				"data-dir":          r.DataDir,
+				"esdb-url":          r.ESDBURL,
+				"redis-url":         r.RedisURL,
+				"user-issuer":       r.UserIssuer,
+				"user-jwks-url":     r.UserJWKSURL,
+				"user-jwks-file":    r.UserJWKSFile,
+				"max-client-keys":   fmt.Sprint(r.MaxClientKeys),
+				"max-keychain-keys": fmt.Sprint(r.MaxKeychainKeys),
+				"log-level":         r.LogLevel,
+				"log-format":        r.LogFormat,
+				"shutdown-timeout":  r.ShutdownTimeout.String(),
+				"store":             storeKind(r),
 			}
 			enc := json.NewEncoder(e.stdout)
 			enc.SetIndent("", "  ")

@@ -36,6 +36,18 @@ type Config struct {
 	// RedisURL is the Redis holding the read models (redis://host:6379/0). Default
 	// empty: in-process read models. When set, /readyz also checks Redis.
 	RedisURL string
+	// UserIssuer is the issuer of user tokens (the identity provider). Default empty:
+	// development mode, where Keyledger trusts a signing key it creates in DataDir and
+	// `keyledger token` mints tokens — never run a shared deployment that way.
+	UserIssuer string
+	// UserJWKSURL is where the issuer publishes its keys (https, or http on loopback).
+	UserJWKSURL string
+	// UserJWKSFile is a JWKS file holding the issuer's keys, instead of a URL.
+	UserJWKSFile string
+	// MaxClientKeys caps the keys of one client. Default 100.
+	MaxClientKeys int
+	// MaxKeychainKeys caps the keys of one producer keychain. Default 30.
+	MaxKeychainKeys int
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
 	// LogFormat is json, text or auto (JSON unless standard error is a terminal).
@@ -52,6 +64,11 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory of the embedded event store and development keys")
 	fs.StringVar(&c.ESDBURL, "esdb-url", "", "EventStoreDB connection string (esdb://host:2113?tls=false); empty uses the embedded store")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL for read models (redis://host:6379/0); empty uses in-process read models")
+	fs.StringVar(&c.UserIssuer, "user-issuer", "", "issuer of user tokens; empty trusts a development key in the data dir")
+	fs.StringVar(&c.UserJWKSURL, "user-jwks-url", "", "JWKS URL of the user token issuer")
+	fs.StringVar(&c.UserJWKSFile, "user-jwks-file", "", "JWKS file of the user token issuer")
+	fs.IntVar(&c.MaxClientKeys, "max-client-keys", 100, "maximum keys per client")
+	fs.IntVar(&c.MaxKeychainKeys, "max-keychain-keys", 30, "maximum keys per producer keychain")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, auto (JSON unless stderr is a terminal)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after a stop signal")
@@ -107,6 +124,18 @@ func (c *Config) Validate() error {
 		if _, err := redis.ParseURL(c.RedisURL); err != nil {
 			errs = append(errs, fmt.Errorf("redis-url: %v", err))
 		}
+	}
+	if c.UserIssuer != "" && (c.UserJWKSURL == "") == (c.UserJWKSFile == "") {
+		errs = append(errs, errors.New("user-issuer is set: set exactly one of user-jwks-url and user-jwks-file"))
+	}
+	if c.UserIssuer == "" && (c.UserJWKSURL != "" || c.UserJWKSFile != "") {
+		errs = append(errs, errors.New("user-jwks-url/user-jwks-file given without user-issuer"))
+	}
+	if c.MaxClientKeys < 1 || c.MaxClientKeys > 10000 {
+		errs = append(errs, fmt.Errorf("max-client-keys %d: want 1 to 10000", c.MaxClientKeys))
+	}
+	if c.MaxKeychainKeys < 1 || c.MaxKeychainKeys > 10000 {
+		errs = append(errs, fmt.Errorf("max-keychain-keys %d: want 1 to 10000", c.MaxKeychainKeys))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
