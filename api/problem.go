@@ -7,28 +7,33 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/keyledger/keyledger/commands"
+	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
 )
 
 // Stable machine codes carried in problem documents. Clients switch on these; never
 // rename one.
 const (
-	CodeNotFound          = "not_found"
-	CodeMethodNotAllowed  = "method_not_allowed"
-	CodeBadRequest        = "bad_request"
-	CodeBodyTooLarge      = "body_too_large"
-	CodeNotReady          = "not_ready"
-	CodeStoreUnavailable  = "store_unavailable"
-	CodeStorageFull       = "storage_full"
-	CodeStorageCorrupt    = "storage_corrupt"
-	CodeConcurrency       = "concurrent_modification"
-	CodeInvalidAppend     = "invalid_event"
-	CodeInternal          = "internal_error"
-	CodeUnauthorized      = "unauthorized"
-	CodeForbidden         = "forbidden"
-	CodeUnsupportedMedia  = "unsupported_media_type"
-	CodeTooManyRequests   = "too_many_requests"
-	CodeServiceOverloaded = "service_unavailable"
+	CodeNotFound           = "not_found"
+	CodeMethodNotAllowed   = "method_not_allowed"
+	CodeBadRequest         = "bad_request"
+	CodeBodyTooLarge       = "body_too_large"
+	CodeNotReady           = "not_ready"
+	CodeStoreUnavailable   = "store_unavailable"
+	CodeStorageFull        = "storage_full"
+	CodeStorageCorrupt     = "storage_corrupt"
+	CodeConcurrency        = "concurrent_modification"
+	CodeInvalidAppend      = "invalid_event"
+	CodeInternal           = "internal_error"
+	CodeUnauthorized       = "unauthorized"
+	CodeForbidden          = "forbidden"
+	CodeUnsupportedMedia   = "unsupported_media_type"
+	CodeTooManyRequests    = "too_many_requests"
+	CodeServiceOverloaded  = "service_unavailable"
+	CodeValidation         = "validation_failed"
+	CodePreconditionFailed = "precondition_failed"
+	CodeInvalidJSON        = "invalid_json"
 )
 
 // Problem is an RFC 9457 problem document with Keyledger's stable code.
@@ -39,6 +44,8 @@ type Problem struct {
 	Detail        string `json:"detail,omitempty"`
 	Code          string `json:"code"`
 	CorrelationID string `json:"correlationId,omitempty"`
+	// Errors lists each invalid field of a validation failure.
+	Errors []domain.FieldError `json:"errors,omitempty"`
 
 	cause error
 }
@@ -50,12 +57,29 @@ func (p *Problem) Unwrap() error { return p.cause }
 
 // errorTable maps port and domain errors to a status and a stable code. It is consulted
 // with errors.Is so wrapped errors map the same as bare ones.
+// domainStatus maps a domain error kind to its HTTP status.
+func domainStatus(k domain.Kind) (int, string) {
+	switch k {
+	case domain.KindInvalid:
+		return http.StatusBadRequest, "Invalid request"
+	case domain.KindNotFound:
+		return http.StatusNotFound, "Not found"
+	case domain.KindConflict:
+		return http.StatusConflict, "Conflict"
+	case domain.KindForbidden:
+		return http.StatusForbidden, "Forbidden"
+	}
+	return http.StatusInternalServerError, "Internal error"
+}
+
 var errorTable = []struct {
 	err    error
 	status int
 	code   string
 	title  string
 }{
+	{commands.ErrPreconditionFailed, http.StatusPreconditionFailed, CodePreconditionFailed, "Precondition failed"},
+	{commands.ErrContention, http.StatusConflict, CodeConcurrency, "Concurrent modification"},
 	{eventstore.ErrConcurrency, http.StatusConflict, CodeConcurrency, "Concurrent modification"},
 	{eventstore.ErrInvalidAppend, http.StatusBadRequest, CodeInvalidAppend, "Invalid event"},
 	{eventstore.ErrStorageFull, http.StatusInsufficientStorage, CodeStorageFull, "Storage full"},
@@ -93,6 +117,16 @@ func toProblem(err error) *Problem {
 			detail = m
 		}
 		return &Problem{Status: he.Code, Code: code, Title: http.StatusText(he.Code), Detail: detail, cause: err}
+	}
+	var ve *domain.ValidationError
+	if errors.As(err, &ve) {
+		return &Problem{Status: http.StatusBadRequest, Code: CodeValidation, Title: "Invalid request",
+			Detail: ve.Error(), Errors: ve.Fields, cause: err}
+	}
+	var de *domain.Error
+	if errors.As(err, &de) {
+		status, title := domainStatus(de.Kind)
+		return &Problem{Status: status, Code: de.Code, Title: title, Detail: de.Message, cause: err}
 	}
 	for _, row := range errorTable {
 		if errors.Is(err, row.err) {

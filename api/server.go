@@ -14,6 +14,8 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keyledger/keyledger/commands"
 )
 
 // Pinger reports whether a dependency can serve. The event store is one.
@@ -34,6 +36,10 @@ type Deps struct {
 	ReadyTimeout time.Duration
 	// BodyLimit caps request bodies. Default "1M".
 	BodyLimit string
+	// Commands handles commands and the replay-based queries.
+	Commands *commands.Service
+	// Verifier authenticates bearer tokens.
+	Verifier TokenVerifier
 }
 
 // Server is the HTTP API.
@@ -98,6 +104,9 @@ func (s *Server) routes() {
 	s.handle(http.MethodGet, "/readyz", Public, s.readyz)
 	s.handle(http.MethodGet, "/metrics", Public, echo.WrapHandler(
 		promhttp.HandlerFor(s.deps.Registry, promhttp.HandlerOpts{Registry: s.deps.Registry})))
+	s.userRoutes()
+	s.clientRoutes()
+	s.producerRoutes()
 }
 
 // ReadyCheck is one dependency /readyz checks.

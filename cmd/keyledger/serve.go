@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyledger/keyledger/api"
+	"github.com/keyledger/keyledger/api/auth"
+	"github.com/keyledger/keyledger/commands"
 	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/eventstore/storemetrics"
 )
@@ -57,7 +59,16 @@ func serve(ctx context.Context, e *env, hooks serveHooks) error {
 		defer rdb.Close()
 		checks = append(checks, api.ReadyCheck{Name: "redis", Pinger: redisPinger{rdb}})
 	}
-	srv := api.New(api.Deps{Ready: checks, Logger: log, Registry: reg})
+	verifier, err := auth.New(ctx, auth.Config{Issuer: e.cfg.UserIssuer, JWKSURL: e.cfg.UserJWKSURL,
+		JWKSFile: e.cfg.UserJWKSFile, DataDir: e.cfg.DataDir, Logger: log})
+	if err != nil {
+		return fmt.Errorf("user tokens: %w", err)
+	}
+	if verifier.Development() {
+		log.Warn("development mode: user tokens are signed by the key in the data directory; mint one with `keyledger token` — never run a shared deployment this way")
+	}
+	cmds := commands.New(store, commands.Config{MaxClientKeys: e.cfg.MaxClientKeys, MaxKeychainKeys: e.cfg.MaxKeychainKeys}, nil, nil)
+	srv := api.New(api.Deps{Ready: checks, Logger: log, Registry: reg, Commands: cmds, Verifier: api.UserTokens(verifier)})
 	if hooks.server != nil {
 		hooks.server(srv)
 	}
