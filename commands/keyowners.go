@@ -15,6 +15,7 @@ import (
 // keyOwner is what clients and keychains share: members and keys under one set of rules.
 type keyOwner interface {
 	aggregate
+	ID() string
 	Exists() bool
 	Tenant() string
 	Keyring() keyring.Keyring

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/domain/keyring"
 	"github.com/keyledger/keyledger/domain/tenant"
 	"github.com/keyledger/keyledger/domain/user"
 	"github.com/keyledger/keyledger/eventstore"
@@ -109,7 +110,9 @@ func (s *Service) GetTenant(ctx context.Context, id string) (*tenant.Tenant, err
 func (s *Service) RegisterUser(ctx context.Context, meta Meta, id, name string, roles []string) (Result, error) {
 	t := meta.Actor.Tenant
 	if !domain.ValidID(id) {
-		return Result{}, &domain.ValidationError{Fields: []domain.FieldError{{Field: "id", Message: "1–128 letters, digits and . _ @ : -"}}}
+		// Never build a stream name from an invalid id; the empty aggregate reports every
+		// invalid field at once.
+		return Result{}, user.New(t, id).Register(meta.Actor, name, roles, s.now())
 	}
 	return update(ctx, s, meta, id, user.StreamName(t, id), user.Codec,
 		func() *user.User { return user.New(t, id) },
@@ -124,12 +127,40 @@ func (s *Service) UpdateUser(ctx context.Context, meta Meta, id string, name *st
 		func(u *user.User) error { return u.Update(meta.Actor, name, roles, s.now()) })
 }
 
-// DeleteUser removes a user from the tenant.
+// DeleteUser removes a user from the tenant, then ends each of their memberships of the
+// tenant's clients and keychains (as member removals on each, so the keys they uploaded
+// are flagged for replacement there).
 func (s *Service) DeleteUser(ctx context.Context, meta Meta, id string) (Result, error) {
 	t := meta.Actor.Tenant
-	return update(ctx, s, meta, id, user.StreamName(t, id), user.Codec,
+	res, err := update(ctx, s, meta, id, user.StreamName(t, id), user.Codec,
 		func() *user.User { return user.New(t, id) },
 		func(u *user.User) error { return u.Delete(meta.Actor, s.now()) })
+	if err != nil {
+		return Result{}, err
+	}
+	follow := meta
+	follow.IfMatch = nil
+	follow.CausationID = meta.CorrelationID
+	for _, o := range []Owner{Clients, Keychains} {
+		owners, err := s.ListOwners(ctx, o, t)
+		if err != nil {
+			return res, err
+		}
+		for _, a := range owners {
+			kr := a.Keyring()
+			if !kr.IsMember(id) {
+				continue
+			}
+			r, err := s.RemoveMember(ctx, follow, o, a.ID(), id)
+			if err != nil && !errors.Is(err, keyring.ErrNotAMember) {
+				return res, err
+			}
+			if res.Position.Less(r.Position) {
+				res.Position = r.Position
+			}
+		}
+	}
+	return res, nil
 }
 
 // GetUser loads a registered user of a tenant.

@@ -341,7 +341,7 @@ func (c *Client) Kind() Kind               { return c.kind }
 func (c *Client) Name() string             { return c.name }
 func (c *Client) Description() string      { return c.description }
 func (c *Client) CreatedAt() time.Time     { return c.created }
-func (c *Client) Keyring() keyring.Keyring { return c.keys }
+func (c *Client) Keyring() keyring.Keyring { return c.keys.Clone() }
 
 // PurposeIDs returns the linked purposes, sorted.
 func (c *Client) PurposeIDs() []string {

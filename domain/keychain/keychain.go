@@ -300,7 +300,7 @@ func (k *Keychain) Tenant() string           { return k.tenant }
 func (k *Keychain) Name() string             { return k.name }
 func (k *Keychain) Description() string      { return k.description }
 func (k *Keychain) CreatedAt() time.Time     { return k.created }
-func (k *Keychain) Keyring() keyring.Keyring { return k.keys }
+func (k *Keychain) Keyring() keyring.Keyring { return k.keys.Clone() }
 
 // EServiceIDs returns the linked e-services, sorted.
 func (k *Keychain) EServiceIDs() []string {

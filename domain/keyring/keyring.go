@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyledger/keyledger/domain"
 )
@@ -163,7 +164,7 @@ func (k *Keyring) UploadKey(actor domain.Actor, tenant string, key NewKey, maxKe
 	}
 	var v domain.Validator
 	name := strings.TrimSpace(key.Name)
-	v.Check(len(name) >= 1 && len(name) <= 60, "name", "1–60 characters")
+	v.Check(utf8.RuneCountInString(name) >= 1 && utf8.RuneCountInString(name) <= 60, "name", "1–60 characters")
 	if err := v.Err(); err != nil {
 		return KeyUploaded{}, err
 	}
@@ -233,12 +234,32 @@ func (k *Keyring) Keys() []Key {
 // Key returns one key.
 func (k *Keyring) Key(kid string) (Key, bool) { key, ok := k.keys[kid]; return key, ok }
 
-// UploaderRemoved reports whether the key's uploader is no longer a member, and since
-// when: such keys stay valid but should be replaced.
+// UploaderRemoved reports whether the key's uploader was removed as a member after
+// uploading it, and when: such keys stay valid but should be replaced. A key uploaded by
+// an administrator who was not a member at the time is not flagged.
 func (k *Keyring) UploaderRemoved(key Key) (bool, time.Time) {
 	if _, member := k.members[key.UploadedBy]; member {
 		return false, time.Time{}
 	}
 	at, removed := k.removed[key.UploadedBy]
-	return removed, at
+	if !removed || at.Before(key.UploadedAt) {
+		return false, time.Time{}
+	}
+	return true, at
+}
+
+// Clone returns a copy that shares nothing with k, for callers outside the aggregate.
+func (k *Keyring) Clone() Keyring {
+	c := Keyring{members: make(map[string]time.Time, len(k.members)), removed: make(map[string]time.Time, len(k.removed)),
+		keys: make(map[string]Key, len(k.keys)), order: append([]string(nil), k.order...)}
+	for id, at := range k.members {
+		c.members[id] = at
+	}
+	for id, at := range k.removed {
+		c.removed[id] = at
+	}
+	for kid, key := range k.keys {
+		c.keys[kid] = key
+	}
+	return c
 }

@@ -165,6 +165,7 @@ func newKey(pub crypto.PublicKey) (Key, error) {
 		}
 		k = Key{kty: TypeRSA, bits: bits}
 	case *ecdsa.PublicKey:
+		//lint:ignore SA1019 reading the coordinates only to refuse nil ones, on which the ecdsa methods panic
 		if p == nil || p.Curve == nil || p.X == nil || p.Y == nil {
 			return Key{}, fail(ErrUnparsable, "invalid EC key: no curve or point")
 		}
@@ -184,6 +185,8 @@ func newKey(pub crypto.PublicKey) (Key, error) {
 			return Key{}, fail(ErrUnparsable, "invalid Ed25519 key: %d bytes instead of %d", len(p), ed25519.PublicKeySize)
 		}
 		k = Key{kty: TypeOKP, crv: CurveEd25519, bits: 256}
+	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
+		return Key{}, fail(ErrPrivateKey, "a private key was given where a public key is expected")
 	default:
 		return Key{}, fail(ErrUnsupportedKeyType, "keys of type %T are not supported; use RSA, EC P-256 or P-384, or Ed25519", pub)
 	}

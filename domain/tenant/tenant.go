@@ -5,6 +5,7 @@ package tenant
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyledger/keyledger/domain"
 )
@@ -43,10 +44,10 @@ func Create(actor domain.Actor, id, name, adminID, adminName string, at time.Tim
 	var v domain.Validator
 	v.Check(domain.ValidID(id) && !strings.ContainsAny(id, "@:"), "id", "1–128 letters, digits, '.', '_', '-'")
 	name = strings.TrimSpace(name)
-	v.Check(len(name) >= 1 && len(name) <= 200, "name", "1–200 characters")
+	v.Check(utf8.RuneCountInString(name) >= 1 && utf8.RuneCountInString(name) <= 200, "name", "1–200 characters")
 	v.Check(domain.ValidID(adminID), "admin.id", "1–128 letters, digits and . _ @ : -")
 	adminName = strings.TrimSpace(adminName)
-	v.Check(len(adminName) >= 1 && len(adminName) <= 200, "admin.name", "1–200 characters")
+	v.Check(utf8.RuneCountInString(adminName) >= 1 && utf8.RuneCountInString(adminName) <= 200, "admin.name", "1–200 characters")
 	if err := v.Err(); err != nil {
 		return nil, err
 	}

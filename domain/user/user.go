@@ -6,6 +6,7 @@ package user
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyledger/keyledger/domain"
 )
@@ -95,7 +96,7 @@ func validate(id, name string, roleNames []string) (string, domain.Roles, error)
 	var v domain.Validator
 	v.Check(domain.ValidID(id), "id", "1–128 letters, digits and . _ @ : -")
 	name = strings.TrimSpace(name)
-	v.Check(len(name) >= 1 && len(name) <= 200, "name", "1–200 characters")
+	v.Check(utf8.RuneCountInString(name) >= 1 && utf8.RuneCountInString(name) <= 200, "name", "1–200 characters")
 	roles, bad := domain.NormalizeRoles(roleNames)
 	v.Check(len(bad) == 0, "roles", "unknown role(s) "+strings.Join(bad, ", ")+"; known: admin, security, member, auditor")
 	return name, roles, v.Err()
