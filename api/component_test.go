@@ -203,6 +203,13 @@ func TestTenantsAndUsers(t *testing.T) {
 	if r := e.do("GET", "/v1/users", "not.a.token", nil); r.status != 401 || r.code(t) != "token_malformed" && r.code(t) != "token_invalid" {
 		t.Fatalf("bad token: %d %s", r.status, r.body)
 	}
+	// An auditor reads history but changes nothing and manages no users.
+	aud := e.user("acme", admin, "audrey", "auditor")
+	e.must(200, "GET", "/v1/users/bob/history", aud, nil)
+	e.must(403, "POST", "/v1/users", aud, map[string]any{"id": "z", "name": "Z"})
+	e.must(403, "POST", "/v1/clients", aud, map[string]any{"kind": "api", "name": "Auditor's"})
+	sec := e.user("acme", admin, "sid", "security")
+	e.must(403, "GET", "/v1/users/bob/history", sec, nil) // security operators are not auditors
 	e.must(204, "DELETE", "/v1/users/bob", admin, nil)
 	e.must(404, "GET", "/v1/users/bob", admin, nil)
 	hist := e.must(200, "GET", "/v1/users/bob/history", admin, nil).json(t)["items"].([]any)
