@@ -94,16 +94,19 @@ func (r resp) code(t *testing.T) string {
 	return c
 }
 
+// do sends one request and validates the exchange against the OpenAPI document.
 func (e *env) do(method, path, token string, body any, hdr ...string) resp {
 	e.t.Helper()
 	var rd io.Reader
+	var raw []byte
 	switch b := body.(type) {
 	case nil:
 	case string:
+		raw = []byte(b)
 		rd = strings.NewReader(b)
 	default:
-		j, _ := json.Marshal(b)
-		rd = bytes.NewReader(j)
+		raw, _ = json.Marshal(b)
+		rd = bytes.NewReader(raw)
 	}
 	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
 	if rd != nil {
@@ -121,6 +124,7 @@ func (e *env) do(method, path, token string, body any, hdr ...string) resp {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	validateExchange(e.t, req, raw, res.StatusCode, res.Header, b)
 	return resp{status: res.StatusCode, header: res.Header, body: b}
 }
 

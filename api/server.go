@@ -107,6 +107,7 @@ func (s *Server) routes() {
 	s.userRoutes()
 	s.clientRoutes()
 	s.producerRoutes()
+	s.handle(http.MethodGet, "/openapi.yaml", Public, s.openapi)
 }
 
 // ReadyCheck is one dependency /readyz checks.
