@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyledger/keyledger/commands"
+	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/client"
 	"github.com/keyledger/keyledger/domain/keyring"
 	"github.com/keyledger/keyledger/domain/keys"
@@ -34,8 +35,7 @@ func (k keyRequest) input() (commands.KeyInput, error) {
 		in.Key = k.Key
 		return in, nil
 	}
-	return in, &Problem{Status: http.StatusBadRequest, Code: CodeValidation, Title: "Invalid request",
-		Detail: "key must be a PEM string or a JWK object"}
+	return in, &domain.ValidationError{Fields: []domain.FieldError{{Field: "key", Message: "a PEM string or a JWK object"}}}
 }
 
 type memberResponse struct {
@@ -150,7 +150,7 @@ func (s *Server) createClient(c echo.Context) error {
 func (s *Server) listClients(c echo.Context) error {
 	kind := client.Kind(c.QueryParam("kind"))
 	if kind != "" && kind != client.KindAPI && kind != client.KindEService {
-		return &Problem{Status: http.StatusBadRequest, Code: CodeValidation, Title: "Invalid request", Detail: `kind must be "eservice" or "api"`}
+		return &domain.ValidationError{Fields: []domain.FieldError{{Field: "kind", Message: `"eservice" or "api"`}}}
 	}
 	cs, err := s.deps.Commands.ListClients(c.Request().Context(), actorFrom(c).Tenant, kind)
 	if err != nil {

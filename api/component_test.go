@@ -541,6 +541,8 @@ func TestCrossTenantAccessRefusedOnEveryRoute(t *testing.T) {
 			return "carl"
 		case strings.HasPrefix(path, "/v1/purposes/"):
 			return pid
+		case strings.HasPrefix(path, "/v1/tenants/"):
+			return "cons"
 		}
 		return ""
 	}

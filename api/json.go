@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,18 +16,21 @@ import (
 	"github.com/keyledger/keyledger/commands"
 )
 
-// HeaderPosition carries the global position of a command's last event: pass it as
-// minPosition to a query to read your own write.
+// HeaderPosition carries the global position of a command's last event. Today's queries
+// replay the event store and always see it; once queries read projections they will
+// accept it as a minimum position to wait for.
 const HeaderPosition = "Keyledger-Position"
 
 // decode reads a JSON request body strictly: one object, no unknown fields, within the
 // body limit, with a JSON content type.
 func decode(c echo.Context, v any) error {
-	ct := c.Request().Header.Get(echo.HeaderContentType)
-	if ct != "" && !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return &Problem{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMedia,
-			Title: "Unsupported media type", Detail: "send application/json"}
+	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != echo.MIMEApplicationJSON {
+			return &Problem{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupportedMedia,
+				Title: "Unsupported media type", Detail: "send application/json"}
+		}
 	}
+
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var tooLarge *http.MaxBytesError

@@ -29,3 +29,23 @@ func TestDeletedUserLeavesMemberships(t *testing.T) {
 	// Sam's token no longer does anything.
 	e.must(403, "GET", "/v1/clients", sam, nil)
 }
+
+// The Location of a created tenant answers: to the operator and to the tenant's own
+// users, never to another tenant.
+func TestTenantLocationAnswers(t *testing.T) {
+	e := newEnv(t)
+	r := e.must(201, "POST", "/v1/tenants", e.token("", "op"), map[string]any{"id": "acme", "name": "Acme",
+		"admin": map[string]any{"id": "alice", "name": "Alice"}})
+	loc := r.header.Get("Location")
+	got := e.must(200, "GET", loc, e.token("acme", "alice"), nil).json(t)
+	if got["id"] != "acme" || got["admin"].(map[string]any)["id"] != "alice" {
+		t.Fatalf("tenant %v", got)
+	}
+	e.must(200, "GET", loc, e.token("", "op"), nil)
+	other := e.tenant("other")
+	e.must(404, "GET", loc, other, nil)
+	e.must(404, "GET", "/v1/tenants/nope", e.token("", "op"), nil)
+	if r := e.do("POST", "/v1/users", e.token("acme", "alice"), `{"id":"x","name":"X"}`, "Content-Type", "application/jsonx"); r.status != 415 {
+		t.Fatalf("application/jsonx: %d", r.status)
+	}
+}

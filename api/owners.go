@@ -168,10 +168,11 @@ func (s *Server) listKeys(o commands.Owner) echo.HandlerFunc {
 
 func (s *Server) getKey(o commands.Owner) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		a, _, err := s.deps.Commands.LoadOwner(c.Request().Context(), o, actorFrom(c).Tenant, c.Param("id"))
+		a, v, err := s.deps.Commands.LoadOwner(c.Request().Context(), o, actorFrom(c).Tenant, c.Param("id"))
 		if err != nil {
 			return err
 		}
+		c.Response().Header().Set("ETag", etag(v))
 		kr := a.Keyring()
 		k, ok := kr.Key(c.Param("kid"))
 		if !ok {

@@ -1,12 +1,14 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/user"
 )
 
@@ -42,6 +44,7 @@ func userView(u *user.User) userResponse {
 
 func (s *Server) userRoutes() {
 	s.handle(http.MethodPost, "/v1/tenants", Operator, s.createTenant)
+	s.handle(http.MethodGet, "/v1/tenants/:id", Authenticated, s.getTenant)
 	s.handle(http.MethodPost, "/v1/users", TenantAdmin, s.createUser)
 	s.handle(http.MethodGet, "/v1/users", TenantAdmin, s.listUsers)
 	s.handle(http.MethodGet, "/v1/users/:id", TenantAdmin, s.getUser)
@@ -60,16 +63,40 @@ func (s *Server) createTenant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.deps.Commands.GetTenant(c.Request().Context(), res.ID)
+	view, _, err := s.tenantView(c, res.ID)
 	if err != nil {
 		return err
 	}
-	admin, _, err := s.deps.Commands.GetUser(c.Request().Context(), t.ID(), t.AdminID())
+	return answer(c, res, http.StatusCreated, "/v1/tenants/"+url.PathEscape(view.ID), view)
+}
+
+// tenantView loads a tenant with its first administrator as registered now.
+func (s *Server) tenantView(c echo.Context, id string) (tenantResponse, uint64, error) {
+	t, v, err := s.deps.Commands.GetTenant(c.Request().Context(), id)
+	if err != nil {
+		return tenantResponse{}, 0, err
+	}
+	out := tenantResponse{ID: t.ID(), Name: t.Name(), Admin: userResponse{ID: t.AdminID(), Name: t.AdminName(), Roles: []string{}}}
+	if admin, _, err := s.deps.Commands.GetUser(c.Request().Context(), t.ID(), t.AdminID()); err == nil {
+		out.Admin = userView(admin)
+	} else if !errors.Is(err, domain.ErrNotFound) {
+		return tenantResponse{}, 0, err
+	}
+	return out, v, nil
+}
+
+// getTenant: the operator reads any tenant, a user only their own.
+func (s *Server) getTenant(c echo.Context) error {
+	a := actorFrom(c)
+	if !a.Operator && a.Tenant != c.Param("id") {
+		return domain.ErrNotFound
+	}
+	view, v, err := s.tenantView(c, c.Param("id"))
 	if err != nil {
 		return err
 	}
-	return answer(c, res, http.StatusCreated, "/v1/tenants/"+url.PathEscape(t.ID()),
-		tenantResponse{ID: t.ID(), Name: t.Name(), Admin: userView(admin)})
+	c.Response().Header().Set("ETag", etag(v))
+	return c.JSON(http.StatusOK, view)
 }
 
 type createUserRequest struct {

@@ -94,16 +94,19 @@ type tenantAgg struct {
 
 func (a *tenantAgg) Rehydrate(evs []domain.Event) { a.t = tenant.Rehydrate(evs) }
 
-// GetTenant loads a tenant.
-func (s *Service) GetTenant(ctx context.Context, id string) (*tenant.Tenant, error) {
-	a, _, ok, err := get(ctx, s, tenant.StreamName(id), tenant.Codec, &tenantAgg{})
+// GetTenant loads a tenant and its version.
+func (s *Service) GetTenant(ctx context.Context, id string) (*tenant.Tenant, uint64, error) {
+	if !domain.ValidID(id) {
+		return nil, 0, domain.ErrNotFound
+	}
+	a, v, ok, err := get(ctx, s, tenant.StreamName(id), tenant.Codec, &tenantAgg{})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if !ok {
-		return nil, domain.ErrNotFound
+		return nil, 0, domain.ErrNotFound
 	}
-	return a.t, nil
+	return a.t, v, nil
 }
 
 // RegisterUser registers a user in the actor's tenant.
