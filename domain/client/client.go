@@ -105,13 +105,13 @@ type Client struct {
 	name, description string
 	created           time.Time
 	exists, deleted   bool
-	keys              keyring.Keyring
+	keys              keyring.Owned[MemberAdded, MemberRemoved, KeyUploaded, KeyDeleted]
 	purposes          map[string]string // purpose id → e-service id
 }
 
 // New returns the empty aggregate with the given id, to create or rehydrate.
 func New(id string) *Client {
-	return &Client{id: id, keys: keyring.New(), purposes: map[string]string{}}
+	return &Client{id: id, purposes: map[string]string{}}
 }
 
 // Rehydrate applies stored events.
@@ -127,20 +127,14 @@ func (c *Client) apply(e domain.Event) {
 	switch e := e.(type) {
 	case Created:
 		c.exists, c.tenant, c.kind, c.name, c.description, c.created = true, e.Tenant, e.Kind, e.Name, e.Description, e.At
-	case MemberAdded:
-		c.keys.Apply(e.MemberAdded)
-	case MemberRemoved:
-		c.keys.Apply(e.MemberRemoved)
-	case KeyUploaded:
-		c.keys.Apply(e.KeyUploaded)
-	case KeyDeleted:
-		c.keys.Apply(e.KeyDeleted)
 	case PurposeAdded:
 		c.purposes[e.PurposeID] = e.EServiceID
 	case PurposeRemoved:
 		delete(c.purposes, e.PurposeID)
 	case Deleted:
 		c.deleted = true
+	default:
+		c.keys.Apply(e)
 	}
 }
 
@@ -172,22 +166,7 @@ func (c *Client) Create(actor domain.Actor, spec Spec, maxKeys int, at time.Time
 	}
 	c.record(Created{ID: c.id, Tenant: actor.Tenant, Kind: spec.Kind, Name: name,
 		Description: spec.Description, By: actor.ID, At: domain.Time(at)})
-	ids := make([]string, 0, len(spec.Members))
-	for id := range spec.Members {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		if err := c.AddMember(actor, id, spec.Members[id], at); err != nil {
-			return err
-		}
-	}
-	for _, k := range spec.Keys {
-		if err := c.UploadKey(actor, k, maxKeys, at); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.keys.Populate(c.owner(), actor, spec.Members, spec.Keys, maxKeys, at)
 }
 
 func (c *Client) live() error {
@@ -197,57 +176,30 @@ func (c *Client) live() error {
 	return nil
 }
 
+// owner is what the client lends its keyring's member and key changes.
+func (c *Client) owner() keyring.Owner {
+	return keyring.Owner{Tenant: c.tenant, Live: c.live(), Record: c.record}
+}
+
 // AddMember makes a registered user of the tenant a member.
 func (c *Client) AddMember(actor domain.Actor, userID string, registered bool, at time.Time) error {
-	if err := c.live(); err != nil {
-		return err
-	}
-	e, err := c.keys.AddMember(actor, c.tenant, userID, registered, at)
-	if err != nil {
-		return err
-	}
-	c.record(MemberAdded{e})
-	return nil
+	return c.keys.AddMember(c.owner(), actor, userID, registered, at)
 }
 
 // RemoveMember ends a membership; the member's keys stay valid but are flagged.
 func (c *Client) RemoveMember(actor domain.Actor, userID string, at time.Time) error {
-	if err := c.live(); err != nil {
-		return err
-	}
-	e, err := c.keys.RemoveMember(actor, c.tenant, userID, at)
-	if err != nil {
-		return err
-	}
-	c.record(MemberRemoved{e})
-	return nil
+	return c.keys.RemoveMember(c.owner(), actor, userID, at)
 }
 
 // UploadKey registers a public key (kid uniqueness across clients and keychains is the
 // command layer's reservation; this checks the client's own keys and limit).
 func (c *Client) UploadKey(actor domain.Actor, key keyring.NewKey, maxKeys int, at time.Time) error {
-	if err := c.live(); err != nil {
-		return err
-	}
-	e, err := c.keys.UploadKey(actor, c.tenant, key, maxKeys, at)
-	if err != nil {
-		return err
-	}
-	c.record(KeyUploaded{e})
-	return nil
+	return c.keys.UploadKey(c.owner(), actor, key, maxKeys, at)
 }
 
 // DeleteKey removes a key.
 func (c *Client) DeleteKey(actor domain.Actor, kid string, at time.Time) error {
-	if err := c.live(); err != nil {
-		return err
-	}
-	e, err := c.keys.DeleteKey(actor, c.tenant, kid, at)
-	if err != nil {
-		return err
-	}
-	c.record(KeyDeleted{e})
-	return nil
+	return c.keys.DeleteKey(c.owner(), actor, kid, at)
 }
 
 // PurposeInfo is what the command layer knows of a purpose when linking it.
@@ -321,9 +273,7 @@ func (c *Client) Delete(actor domain.Actor, at time.Time) error {
 	if actor.Tenant != c.tenant || !actor.Roles.Has(domain.RoleAdmin) {
 		return ErrAdminRequired
 	}
-	for _, e := range c.keys.DeleteAll(actor, at) {
-		c.record(KeyDeleted{e})
-	}
+	c.keys.DeleteAll(c.owner(), actor, at)
 	for _, pid := range c.PurposeIDs() {
 		c.record(PurposeRemoved{PurposeID: pid, Reason: ReasonClientDeleted, By: actor.ID, At: domain.Time(at)})
 	}
@@ -341,7 +291,7 @@ func (c *Client) Kind() Kind               { return c.kind }
 func (c *Client) Name() string             { return c.name }
 func (c *Client) Description() string      { return c.description }
 func (c *Client) CreatedAt() time.Time     { return c.created }
-func (c *Client) Keyring() keyring.Keyring { return c.keys.Clone() }
+func (c *Client) Keyring() keyring.Keyring { return c.keys.Keyring() }
 
 // PurposeIDs returns the linked purposes, sorted.
 func (c *Client) PurposeIDs() []string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/client"
+	"github.com/keyledger/keyledger/domain/domaintest"
 	"github.com/keyledger/keyledger/domain/keyring"
 )
 
@@ -18,14 +19,14 @@ var t0 = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
 func at(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
 
 var (
-	admin      = domain.Actor{ID: "alice", Kind: "user", Tenant: "acme", Roles: domain.Roles{domain.RoleAdmin}}
-	sec        = domain.Actor{ID: "sam", Kind: "user", Tenant: "acme", Roles: domain.Roles{domain.RoleSecurity}}
-	sec2       = domain.Actor{ID: "sue", Kind: "user", Tenant: "acme", Roles: domain.Roles{domain.RoleSecurity}}
-	member     = domain.Actor{ID: "mia", Kind: "user", Tenant: "acme", Roles: domain.Roles{domain.RoleMember}}
-	otherAdmin = domain.Actor{ID: "oscar", Kind: "user", Tenant: "globex", Roles: domain.Roles{domain.RoleAdmin}}
-	otherSam   = domain.Actor{ID: "sam", Kind: "user", Tenant: "globex", Roles: domain.Roles{domain.RoleSecurity}}
-	operator   = domain.Actor{ID: "op", Kind: "operator", Operator: true}
-	system     = domain.Actor{ID: "keyledger", Kind: "system"}
+	admin      = domaintest.Admin("alice", "acme")
+	sec        = domaintest.Security("sam", "acme")
+	sec2       = domaintest.Security("sue", "acme")
+	member     = domaintest.User("mia", "acme", domain.RoleMember)
+	otherAdmin = domaintest.Admin("oscar", "globex")
+	otherSam   = domaintest.Security("sam", "globex")
+	operator   = domaintest.Operator("op")
+	system     = domaintest.System("keyledger")
 )
 
 const id = "c1"
@@ -63,69 +64,24 @@ func purpose(pid string) client.PurposeInfo {
 	return client.PurposeInfo{ID: pid, EServiceID: "es-" + pid, ConsumerTenant: "acme", Linkable: true}
 }
 
-func events(es ...domain.Event) []domain.Event { return es }
+var (
+	events = domaintest.Events
+	with   = domaintest.With
+)
 
-// with returns a new history: base followed by more (never sharing base's array).
-func with(base []domain.Event, more ...domain.Event) []domain.Event {
-	return append(append([]domain.Event{}, base...), more...)
-}
+type tc = domaintest.Case[*client.Client]
 
-// tc is one given / when / then case. Exactly one of then and err is meaningful: a nil
-// err means the command must succeed and emit exactly then (nil: nothing).
-type tc struct {
-	name   string
-	given  []domain.Event
-	when   func(c *client.Client) error
-	then   []domain.Event
-	err    error    // matched with errors.Is
-	fields []string // for validation errors: the fields reported, in order
-}
-
-func run(t *testing.T, cases []tc) {
-	t.Helper()
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := client.New(id)
-			c.Rehydrate(tc.given)
-			err := tc.when(c)
-			if tc.err != nil {
-				if !errors.Is(err, tc.err) {
-					t.Fatalf("error = %v, want %v", err, tc.err)
-				}
-				if tc.fields != nil {
-					var ve *domain.ValidationError
-					if !errors.As(err, &ve) {
-						t.Fatalf("error %v is not a *domain.ValidationError", err)
-					}
-					var got []string
-					for _, f := range ve.Fields {
-						got = append(got, f.Field)
-					}
-					if !reflect.DeepEqual(got, tc.fields) {
-						t.Fatalf("invalid fields = %v, want %v", got, tc.fields)
-					}
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if got := c.Pending(); len(got) != 0 || len(tc.then) != 0 {
-				if !reflect.DeepEqual(got, tc.then) {
-					t.Fatalf("events:\n got %#v\nwant %#v", got, tc.then)
-				}
-			}
-			// Applying what was recorded to a fresh aggregate must give the same state.
-			again := client.New(id)
-			again.Rehydrate(append(append([]domain.Event{}, tc.given...), c.Pending()...))
-			kr, krAgain := c.Keyring(), again.Keyring()
-			if again.Exists() != c.Exists() || !reflect.DeepEqual(again.PurposeIDs(), c.PurposeIDs()) ||
-				!reflect.DeepEqual(krAgain.Keys(), kr.Keys()) || !reflect.DeepEqual(krAgain.Members(), kr.Members()) {
-				t.Fatalf("rehydrated state differs from decided state")
-			}
-		})
-	}
-}
+// run checks, after each success, that replaying the history gives the decided state.
+// Creation may refuse after recording some events, so refusals are not checked for them.
+var run = domaintest.Runner[*client.Client]{
+	New: func() *client.Client { return client.New(id) },
+	SameState: func(c, again *client.Client) bool {
+		kr, krAgain := c.Keyring(), again.Keyring()
+		return again.Exists() == c.Exists() && reflect.DeepEqual(again.PurposeIDs(), c.PurposeIDs()) &&
+			reflect.DeepEqual(krAgain.Keys(), kr.Keys()) && reflect.DeepEqual(krAgain.Members(), kr.Members())
+	},
+	RefusalMayRecord: true,
+}.Run
 
 func TestCreate(t *testing.T) {
 	create := func(spec client.Spec, maxKeys int) func(*client.Client) error {
@@ -139,71 +95,71 @@ func TestCreate(t *testing.T) {
 		return s
 	}
 	run(t, []tc{
-		{name: "e-service client", when: create(spec(nil), 10), then: events(created(client.KindEService))},
-		{name: "api client", when: create(spec(func(s *client.Spec) { s.Kind = client.KindAPI }), 10),
-			then: events(created(client.KindAPI))},
-		{name: "members sorted then keys in order",
-			when: create(spec(func(s *client.Spec) {
+		{Name: "e-service client", When: create(spec(nil), 10), Then: events(created(client.KindEService))},
+		{Name: "api client", When: create(spec(func(s *client.Spec) { s.Kind = client.KindAPI }), 10),
+			Then: events(created(client.KindAPI))},
+		{Name: "members sorted then keys in order",
+			When: create(spec(func(s *client.Spec) {
 				s.Members = map[string]bool{"sue": true, "sam": true}
 				s.Keys = []keyring.NewKey{newKey("k2"), newKey("k1")}
 			}), 10),
-			then: events(created(client.KindEService), memberAdded("sam", 0), memberAdded("sue", 0),
+			Then: events(created(client.KindEService), memberAdded("sam", 0), memberAdded("sue", 0),
 				keyUploaded("k2", "alice", 0), keyUploaded("k1", "alice", 0))},
-		{name: "name trimmed and description kept",
-			when: create(spec(func(s *client.Spec) { s.Name = "  Payments client \t"; s.Description = "for payments" }), 10),
-			then: events(client.Created{ID: id, Tenant: "acme", Kind: client.KindEService, Name: "Payments client",
+		{Name: "name trimmed and description kept",
+			When: create(spec(func(s *client.Spec) { s.Name = "  Payments client \t"; s.Description = "for payments" }), 10),
+			Then: events(client.Created{ID: id, Tenant: "acme", Kind: client.KindEService, Name: "Payments client",
 				Description: "for payments", By: "alice", At: t0})},
-		{name: "name of 5", when: create(spec(func(s *client.Spec) { s.Name = "abcde" }), 10),
-			then: events(client.Created{ID: id, Tenant: "acme", Kind: client.KindEService, Name: "abcde", By: "alice", At: t0})},
-		{name: "name of 60 multibyte characters",
-			when: create(spec(func(s *client.Spec) { s.Name = strings.Repeat("è", 60) }), 10),
-			then: events(client.Created{ID: id, Tenant: "acme", Kind: client.KindEService, Name: strings.Repeat("è", 60), By: "alice", At: t0})},
-		{name: "name of 4", when: create(spec(func(s *client.Spec) { s.Name = "abcd" }), 10),
-			err: domain.ErrValidation, fields: []string{"name"}},
-		{name: "name of 4 after trimming", when: create(spec(func(s *client.Spec) { s.Name = "  abcd  " }), 10),
-			err: domain.ErrValidation, fields: []string{"name"}},
-		{name: "name of 61", when: create(spec(func(s *client.Spec) { s.Name = strings.Repeat("a", 61) }), 10),
-			err: domain.ErrValidation, fields: []string{"name"}},
-		{name: "description of 250",
-			when: create(spec(func(s *client.Spec) { s.Description = strings.Repeat("d", 250) }), 10),
-			then: events(client.Created{ID: id, Tenant: "acme", Kind: client.KindEService, Name: "Payments client",
+		{Name: "name of 5", When: create(spec(func(s *client.Spec) { s.Name = "abcde" }), 10),
+			Then: events(client.Created{ID: id, Tenant: "acme", Kind: client.KindEService, Name: "abcde", By: "alice", At: t0})},
+		{Name: "name of 60 multibyte characters",
+			When: create(spec(func(s *client.Spec) { s.Name = strings.Repeat("è", 60) }), 10),
+			Then: events(client.Created{ID: id, Tenant: "acme", Kind: client.KindEService, Name: strings.Repeat("è", 60), By: "alice", At: t0})},
+		{Name: "name of 4", When: create(spec(func(s *client.Spec) { s.Name = "abcd" }), 10),
+			Err: domain.ErrValidation, Fields: []string{"name"}},
+		{Name: "name of 4 after trimming", When: create(spec(func(s *client.Spec) { s.Name = "  abcd  " }), 10),
+			Err: domain.ErrValidation, Fields: []string{"name"}},
+		{Name: "name of 61", When: create(spec(func(s *client.Spec) { s.Name = strings.Repeat("a", 61) }), 10),
+			Err: domain.ErrValidation, Fields: []string{"name"}},
+		{Name: "description of 250",
+			When: create(spec(func(s *client.Spec) { s.Description = strings.Repeat("d", 250) }), 10),
+			Then: events(client.Created{ID: id, Tenant: "acme", Kind: client.KindEService, Name: "Payments client",
 				Description: strings.Repeat("d", 250), By: "alice", At: t0})},
-		{name: "description of 251",
-			when: create(spec(func(s *client.Spec) { s.Description = strings.Repeat("d", 251) }), 10),
-			err:  domain.ErrValidation, fields: []string{"description"}},
-		{name: "no kind", when: create(spec(func(s *client.Spec) { s.Kind = "" }), 10),
-			err: domain.ErrValidation, fields: []string{"kind"}},
-		{name: "unknown kind", when: create(spec(func(s *client.Spec) { s.Kind = "m2m" }), 10),
-			err: domain.ErrValidation, fields: []string{"kind"}},
-		{name: "every invalid field at once",
-			when: create(client.Spec{Kind: "x", Name: "x", Description: strings.Repeat("d", 251)}, 10),
-			err:  domain.ErrValidation, fields: []string{"kind", "name", "description"}},
-		{name: "unregistered member",
-			when: create(spec(func(s *client.Spec) { s.Members = map[string]bool{"sam": true, "ghost": false} }), 10),
-			err:  keyring.ErrUserNotRegistered},
-		{name: "more keys than the limit",
-			when: create(spec(func(s *client.Spec) { s.Keys = []keyring.NewKey{newKey("k1"), newKey("k2")} }), 1),
-			err:  keyring.ErrTooManyKeys},
-		{name: "same kid twice",
-			when: create(spec(func(s *client.Spec) { s.Keys = []keyring.NewKey{newKey("k1"), newKey("k1")} }), 10),
-			err:  keyring.ErrKeyAlreadyExists},
-		{name: "encryption key",
-			when: create(spec(func(s *client.Spec) { k := newKey("k1"); k.Use = "enc"; s.Keys = []keyring.NewKey{k} }), 10),
-			err:  keyring.ErrUnsupportedUse},
-		{name: "security operator", when: func(c *client.Client) error { return c.Create(sec, spec(nil), 10, t0) },
-			err: client.ErrAdminRequired},
-		{name: "platform operator", when: func(c *client.Client) error { return c.Create(operator, spec(nil), 10, t0) },
-			err: client.ErrAdminRequired},
-		{name: "admin without tenant",
-			when: func(c *client.Client) error {
+		{Name: "description of 251",
+			When: create(spec(func(s *client.Spec) { s.Description = strings.Repeat("d", 251) }), 10),
+			Err:  domain.ErrValidation, Fields: []string{"description"}},
+		{Name: "no kind", When: create(spec(func(s *client.Spec) { s.Kind = "" }), 10),
+			Err: domain.ErrValidation, Fields: []string{"kind"}},
+		{Name: "unknown kind", When: create(spec(func(s *client.Spec) { s.Kind = "m2m" }), 10),
+			Err: domain.ErrValidation, Fields: []string{"kind"}},
+		{Name: "every invalid field at once",
+			When: create(client.Spec{Kind: "x", Name: "x", Description: strings.Repeat("d", 251)}, 10),
+			Err:  domain.ErrValidation, Fields: []string{"kind", "name", "description"}},
+		{Name: "unregistered member",
+			When: create(spec(func(s *client.Spec) { s.Members = map[string]bool{"sam": true, "ghost": false} }), 10),
+			Err:  keyring.ErrUserNotRegistered},
+		{Name: "more keys than the limit",
+			When: create(spec(func(s *client.Spec) { s.Keys = []keyring.NewKey{newKey("k1"), newKey("k2")} }), 1),
+			Err:  keyring.ErrTooManyKeys},
+		{Name: "same kid twice",
+			When: create(spec(func(s *client.Spec) { s.Keys = []keyring.NewKey{newKey("k1"), newKey("k1")} }), 10),
+			Err:  keyring.ErrKeyAlreadyExists},
+		{Name: "encryption key",
+			When: create(spec(func(s *client.Spec) { k := newKey("k1"); k.Use = "enc"; s.Keys = []keyring.NewKey{k} }), 10),
+			Err:  keyring.ErrUnsupportedUse},
+		{Name: "security operator", When: func(c *client.Client) error { return c.Create(sec, spec(nil), 10, t0) },
+			Err: client.ErrAdminRequired},
+		{Name: "platform operator", When: func(c *client.Client) error { return c.Create(operator, spec(nil), 10, t0) },
+			Err: client.ErrAdminRequired},
+		{Name: "admin without tenant",
+			When: func(c *client.Client) error {
 				return c.Create(domain.Actor{ID: "x", Roles: domain.Roles{domain.RoleAdmin}}, spec(nil), 10, t0)
 			},
-			err: client.ErrAdminRequired},
-		{name: "already exists", given: events(created(client.KindAPI)), when: create(spec(nil), 10),
-			err: domain.ErrAlreadyExists},
-		{name: "already existed and was deleted",
-			given: events(created(client.KindAPI), client.Deleted{By: "alice", At: at(1)}), when: create(spec(nil), 10),
-			err: domain.ErrAlreadyExists},
+			Err: client.ErrAdminRequired},
+		{Name: "already exists", Given: events(created(client.KindAPI)), When: create(spec(nil), 10),
+			Err: domain.ErrAlreadyExists},
+		{Name: "already existed and was deleted",
+			Given: events(created(client.KindAPI), client.Deleted{By: "alice", At: at(1)}), When: create(spec(nil), 10),
+			Err: domain.ErrAlreadyExists},
 	})
 }
 
@@ -222,51 +178,51 @@ func TestCreateStoresMicrosecondUTC(t *testing.T) {
 func TestMembers(t *testing.T) {
 	base := events(created(client.KindEService), memberAdded("sam", 1))
 	run(t, []tc{
-		{name: "admin adds a registered user", given: base,
-			when: func(c *client.Client) error { return c.AddMember(admin, "sue", true, at(2)) },
-			then: events(memberAdded("sue", 2))},
-		{name: "unregistered user", given: base,
-			when: func(c *client.Client) error { return c.AddMember(admin, "ghost", false, at(2)) },
-			err:  keyring.ErrUserNotRegistered},
-		{name: "already a member", given: base,
-			when: func(c *client.Client) error { return c.AddMember(admin, "sam", true, at(2)) },
-			err:  keyring.ErrAlreadyMember},
-		{name: "security operator who is a member cannot add", given: base,
-			when: func(c *client.Client) error { return c.AddMember(sec, "sue", true, at(2)) },
-			err:  keyring.ErrAdminRequired},
-		{name: "plain member cannot add", given: base,
-			when: func(c *client.Client) error { return c.AddMember(member, "sue", true, at(2)) },
-			err:  keyring.ErrAdminRequired},
-		{name: "another tenant's admin cannot add", given: base,
-			when: func(c *client.Client) error { return c.AddMember(otherAdmin, "sue", true, at(2)) },
-			err:  keyring.ErrAdminRequired},
-		{name: "platform operator cannot add", given: base,
-			when: func(c *client.Client) error { return c.AddMember(operator, "sue", true, at(2)) },
-			err:  keyring.ErrAdminRequired},
-		{name: "admin removes a member", given: base,
-			when: func(c *client.Client) error { return c.RemoveMember(admin, "sam", at(2)) },
-			then: events(memberRemoved("sam", 2))},
-		{name: "removing a non-member", given: base,
-			when: func(c *client.Client) error { return c.RemoveMember(admin, "sue", at(2)) },
-			err:  keyring.ErrNotAMember},
-		{name: "removing a removed member", given: with(base, memberRemoved("sam", 2)),
-			when: func(c *client.Client) error { return c.RemoveMember(admin, "sam", at(3)) },
-			err:  keyring.ErrNotAMember},
-		{name: "re-adding a removed member", given: with(base, memberRemoved("sam", 2)),
-			when: func(c *client.Client) error { return c.AddMember(admin, "sam", true, at(3)) },
-			then: events(memberAdded("sam", 3))},
-		{name: "security operator cannot remove", given: base,
-			when: func(c *client.Client) error { return c.RemoveMember(sec, "sam", at(2)) },
-			err:  keyring.ErrAdminRequired},
-		{name: "another tenant's admin cannot remove", given: base,
-			when: func(c *client.Client) error { return c.RemoveMember(otherAdmin, "sam", at(2)) },
-			err:  keyring.ErrAdminRequired},
-		{name: "no client",
-			when: func(c *client.Client) error { return c.AddMember(admin, "sue", true, at(2)) },
-			err:  domain.ErrNotFound},
-		{name: "deleted client", given: with(base, client.Deleted{By: "alice", At: at(2)}),
-			when: func(c *client.Client) error { return c.RemoveMember(admin, "sam", at(3)) },
-			err:  domain.ErrNotFound},
+		{Name: "admin adds a registered user", Given: base,
+			When: func(c *client.Client) error { return c.AddMember(admin, "sue", true, at(2)) },
+			Then: events(memberAdded("sue", 2))},
+		{Name: "unregistered user", Given: base,
+			When: func(c *client.Client) error { return c.AddMember(admin, "ghost", false, at(2)) },
+			Err:  keyring.ErrUserNotRegistered},
+		{Name: "already a member", Given: base,
+			When: func(c *client.Client) error { return c.AddMember(admin, "sam", true, at(2)) },
+			Err:  keyring.ErrAlreadyMember},
+		{Name: "security operator who is a member cannot add", Given: base,
+			When: func(c *client.Client) error { return c.AddMember(sec, "sue", true, at(2)) },
+			Err:  keyring.ErrAdminRequired},
+		{Name: "plain member cannot add", Given: base,
+			When: func(c *client.Client) error { return c.AddMember(member, "sue", true, at(2)) },
+			Err:  keyring.ErrAdminRequired},
+		{Name: "another tenant's admin cannot add", Given: base,
+			When: func(c *client.Client) error { return c.AddMember(otherAdmin, "sue", true, at(2)) },
+			Err:  keyring.ErrAdminRequired},
+		{Name: "platform operator cannot add", Given: base,
+			When: func(c *client.Client) error { return c.AddMember(operator, "sue", true, at(2)) },
+			Err:  keyring.ErrAdminRequired},
+		{Name: "admin removes a member", Given: base,
+			When: func(c *client.Client) error { return c.RemoveMember(admin, "sam", at(2)) },
+			Then: events(memberRemoved("sam", 2))},
+		{Name: "removing a non-member", Given: base,
+			When: func(c *client.Client) error { return c.RemoveMember(admin, "sue", at(2)) },
+			Err:  keyring.ErrNotAMember},
+		{Name: "removing a removed member", Given: with(base, memberRemoved("sam", 2)),
+			When: func(c *client.Client) error { return c.RemoveMember(admin, "sam", at(3)) },
+			Err:  keyring.ErrNotAMember},
+		{Name: "re-adding a removed member", Given: with(base, memberRemoved("sam", 2)),
+			When: func(c *client.Client) error { return c.AddMember(admin, "sam", true, at(3)) },
+			Then: events(memberAdded("sam", 3))},
+		{Name: "security operator cannot remove", Given: base,
+			When: func(c *client.Client) error { return c.RemoveMember(sec, "sam", at(2)) },
+			Err:  keyring.ErrAdminRequired},
+		{Name: "another tenant's admin cannot remove", Given: base,
+			When: func(c *client.Client) error { return c.RemoveMember(otherAdmin, "sam", at(2)) },
+			Err:  keyring.ErrAdminRequired},
+		{Name: "no client",
+			When: func(c *client.Client) error { return c.AddMember(admin, "sue", true, at(2)) },
+			Err:  domain.ErrNotFound},
+		{Name: "deleted client", Given: with(base, client.Deleted{By: "alice", At: at(2)}),
+			When: func(c *client.Client) error { return c.RemoveMember(admin, "sam", at(3)) },
+			Err:  domain.ErrNotFound},
 	})
 }
 
@@ -280,73 +236,73 @@ func TestKeys(t *testing.T) {
 		return func(c *client.Client) error { return c.DeleteKey(a, kid, at(3)) }
 	}
 	run(t, []tc{
-		{name: "security operator member uploads", given: base, when: upload(sec, "k1", 10),
-			then: events(keyUploaded("k1", "sam", 3))},
-		{name: "admin uploads without being a member", given: base, when: upload(admin, "k1", 10),
-			then: events(keyUploaded("k1", "alice", 3))},
-		{name: "security operator not a member", given: events(created(client.KindEService)), when: upload(sec, "k1", 10),
-			err: keyring.ErrKeyForbidden},
-		{name: "security operator after removal", given: with(base, memberRemoved("sam", 2)), when: upload(sec, "k1", 10),
-			err: keyring.ErrKeyForbidden},
-		{name: "plain member who is a member", given: base, when: upload(member, "k1", 10),
-			err: keyring.ErrKeyForbidden},
-		{name: "same user id in another tenant", given: base, when: upload(otherSam, "k1", 10),
-			err: keyring.ErrKeyForbidden},
-		{name: "another tenant's admin", given: base, when: upload(otherAdmin, "k1", 10),
-			err: keyring.ErrKeyForbidden},
-		{name: "key name trimmed", given: base,
-			when: func(c *client.Client) error {
+		{Name: "security operator member uploads", Given: base, When: upload(sec, "k1", 10),
+			Then: events(keyUploaded("k1", "sam", 3))},
+		{Name: "admin uploads without being a member", Given: base, When: upload(admin, "k1", 10),
+			Then: events(keyUploaded("k1", "alice", 3))},
+		{Name: "security operator not a member", Given: events(created(client.KindEService)), When: upload(sec, "k1", 10),
+			Err: keyring.ErrKeyForbidden},
+		{Name: "security operator after removal", Given: with(base, memberRemoved("sam", 2)), When: upload(sec, "k1", 10),
+			Err: keyring.ErrKeyForbidden},
+		{Name: "plain member who is a member", Given: base, When: upload(member, "k1", 10),
+			Err: keyring.ErrKeyForbidden},
+		{Name: "same user id in another tenant", Given: base, When: upload(otherSam, "k1", 10),
+			Err: keyring.ErrKeyForbidden},
+		{Name: "another tenant's admin", Given: base, When: upload(otherAdmin, "k1", 10),
+			Err: keyring.ErrKeyForbidden},
+		{Name: "key name trimmed", Given: base,
+			When: func(c *client.Client) error {
 				k := newKey("k1")
 				k.Name = "  key k1  "
 				return c.UploadKey(sec, k, 10, at(3))
 			},
-			then: events(keyUploaded("k1", "sam", 3))},
-		{name: "empty key name", given: base,
-			when: func(c *client.Client) error {
+			Then: events(keyUploaded("k1", "sam", 3))},
+		{Name: "empty key name", Given: base,
+			When: func(c *client.Client) error {
 				k := newKey("k1")
 				k.Name = "   "
 				return c.UploadKey(sec, k, 10, at(3))
 			},
-			err: domain.ErrValidation, fields: []string{"name"}},
-		{name: "key name of 61", given: base,
-			when: func(c *client.Client) error {
+			Err: domain.ErrValidation, Fields: []string{"name"}},
+		{Name: "key name of 61", Given: base,
+			When: func(c *client.Client) error {
 				k := newKey("k1")
 				k.Name = strings.Repeat("n", 61)
 				return c.UploadKey(sec, k, 10, at(3))
 			},
-			err: domain.ErrValidation, fields: []string{"name"}},
-		{name: "encryption key", given: base,
-			when: func(c *client.Client) error {
+			Err: domain.ErrValidation, Fields: []string{"name"}},
+		{Name: "encryption key", Given: base,
+			When: func(c *client.Client) error {
 				k := newKey("k1")
 				k.Use = "enc"
 				return c.UploadKey(sec, k, 10, at(3))
 			},
-			err: keyring.ErrUnsupportedUse},
-		{name: "duplicate kid on the same client", given: withKeys, when: upload(admin, "k-sue", 10),
-			err: keyring.ErrKeyAlreadyExists},
-		{name: "at the limit", given: withKeys, when: upload(sec, "k3", 2), err: keyring.ErrTooManyKeys},
-		{name: "below the limit", given: withKeys, when: upload(sec, "k3", 3), then: events(keyUploaded("k3", "sam", 3))},
-		{name: "a deletion frees a place", given: with(withKeys, keyDeleted("k-sue", keyring.ReasonDeleted, "sue", 2)),
-			when: upload(sec, "k3", 2), then: events(keyUploaded("k3", "sam", 3))},
-		{name: "a deleted kid may come back", given: with(withKeys, keyDeleted("k-sue", keyring.ReasonDeleted, "sue", 2)),
-			when: upload(sec2, "k-sue", 10), then: events(keyUploaded("k-sue", "sue", 3))},
-		{name: "security operator deletes own key", given: withKeys, when: del(sec, "k-sam"),
-			then: events(keyDeleted("k-sam", keyring.ReasonDeleted, "sam", 3))},
-		{name: "security operator cannot delete another's key", given: withKeys, when: del(sec, "k-sue"),
-			err: keyring.ErrNotOwnKey},
-		{name: "admin deletes any key", given: withKeys, when: del(admin, "k-sue"),
-			then: events(keyDeleted("k-sue", keyring.ReasonDeleted, "alice", 3))},
-		{name: "removed security operator cannot delete own key", given: with(withKeys, memberRemoved("sam", 2)),
-			when: del(sec, "k-sam"), err: keyring.ErrKeyForbidden},
-		{name: "plain member cannot delete", given: withKeys, when: del(member, "k-sam"), err: keyring.ErrKeyForbidden},
-		{name: "another tenant's admin cannot delete", given: withKeys, when: del(otherAdmin, "k-sam"),
-			err: keyring.ErrKeyForbidden},
-		{name: "unknown kid", given: withKeys, when: del(admin, "nope"), err: keyring.ErrKeyNotFound},
-		{name: "already deleted kid", given: with(withKeys, keyDeleted("k-sam", keyring.ReasonDeleted, "sam", 2)),
-			when: del(admin, "k-sam"), err: keyring.ErrKeyNotFound},
-		{name: "upload to a deleted client", given: with(withKeys, client.Deleted{By: "alice", At: at(2)}),
-			when: upload(admin, "k3", 10), err: domain.ErrNotFound},
-		{name: "delete on no client", when: del(admin, "k-sam"), err: domain.ErrNotFound},
+			Err: keyring.ErrUnsupportedUse},
+		{Name: "duplicate kid on the same client", Given: withKeys, When: upload(admin, "k-sue", 10),
+			Err: keyring.ErrKeyAlreadyExists},
+		{Name: "at the limit", Given: withKeys, When: upload(sec, "k3", 2), Err: keyring.ErrTooManyKeys},
+		{Name: "below the limit", Given: withKeys, When: upload(sec, "k3", 3), Then: events(keyUploaded("k3", "sam", 3))},
+		{Name: "a deletion frees a place", Given: with(withKeys, keyDeleted("k-sue", keyring.ReasonDeleted, "sue", 2)),
+			When: upload(sec, "k3", 2), Then: events(keyUploaded("k3", "sam", 3))},
+		{Name: "a deleted kid may come back", Given: with(withKeys, keyDeleted("k-sue", keyring.ReasonDeleted, "sue", 2)),
+			When: upload(sec2, "k-sue", 10), Then: events(keyUploaded("k-sue", "sue", 3))},
+		{Name: "security operator deletes own key", Given: withKeys, When: del(sec, "k-sam"),
+			Then: events(keyDeleted("k-sam", keyring.ReasonDeleted, "sam", 3))},
+		{Name: "security operator cannot delete another's key", Given: withKeys, When: del(sec, "k-sue"),
+			Err: keyring.ErrNotOwnKey},
+		{Name: "admin deletes any key", Given: withKeys, When: del(admin, "k-sue"),
+			Then: events(keyDeleted("k-sue", keyring.ReasonDeleted, "alice", 3))},
+		{Name: "removed security operator cannot delete own key", Given: with(withKeys, memberRemoved("sam", 2)),
+			When: del(sec, "k-sam"), Err: keyring.ErrKeyForbidden},
+		{Name: "plain member cannot delete", Given: withKeys, When: del(member, "k-sam"), Err: keyring.ErrKeyForbidden},
+		{Name: "another tenant's admin cannot delete", Given: withKeys, When: del(otherAdmin, "k-sam"),
+			Err: keyring.ErrKeyForbidden},
+		{Name: "unknown kid", Given: withKeys, When: del(admin, "nope"), Err: keyring.ErrKeyNotFound},
+		{Name: "already deleted kid", Given: with(withKeys, keyDeleted("k-sam", keyring.ReasonDeleted, "sam", 2)),
+			When: del(admin, "k-sam"), Err: keyring.ErrKeyNotFound},
+		{Name: "upload to a deleted client", Given: with(withKeys, client.Deleted{By: "alice", At: at(2)}),
+			When: upload(admin, "k3", 10), Err: domain.ErrNotFound},
+		{Name: "delete on no client", When: del(admin, "k-sam"), Err: domain.ErrNotFound},
 	})
 }
 
@@ -400,63 +356,63 @@ func TestPurposes(t *testing.T) {
 	esClient := events(created(client.KindEService))
 	linked := events(created(client.KindEService), purposeAdded("p1", 1), purposeAdded("p2", 1))
 	run(t, []tc{
-		{name: "admin links an active purpose", given: esClient,
-			when: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p1"), at(2)) },
-			then: events(purposeAdded("p1", 2))},
-		{name: "a second purpose", given: linked,
-			when: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p3"), at(2)) },
-			then: events(purposeAdded("p3", 2))},
-		{name: "api client", given: events(created(client.KindAPI)),
-			when: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p1"), at(2)) },
-			err:  client.ErrNotEServiceClient},
-		{name: "pending or archived purpose", given: esClient,
-			when: func(c *client.Client) error {
+		{Name: "admin links an active purpose", Given: esClient,
+			When: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p1"), at(2)) },
+			Then: events(purposeAdded("p1", 2))},
+		{Name: "a second purpose", Given: linked,
+			When: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p3"), at(2)) },
+			Then: events(purposeAdded("p3", 2))},
+		{Name: "api client", Given: events(created(client.KindAPI)),
+			When: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p1"), at(2)) },
+			Err:  client.ErrNotEServiceClient},
+		{Name: "pending or archived purpose", Given: esClient,
+			When: func(c *client.Client) error {
 				p := purpose("p1")
 				p.Linkable = false
 				return c.AddPurpose(admin, p, at(2))
 			},
-			err: client.ErrPurposeNotLinkable},
-		{name: "another tenant's purpose", given: esClient,
-			when: func(c *client.Client) error {
+			Err: client.ErrPurposeNotLinkable},
+		{Name: "another tenant's purpose", Given: esClient,
+			When: func(c *client.Client) error {
 				p := purpose("p1")
 				p.ConsumerTenant = "globex"
 				return c.AddPurpose(admin, p, at(2))
 			},
-			err: domain.ErrNotFound},
-		{name: "already linked", given: linked,
-			when: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p1"), at(2)) },
-			err:  client.ErrPurposeAlreadyLink},
-		{name: "security operator cannot link", given: esClient,
-			when: func(c *client.Client) error { return c.AddPurpose(sec, purpose("p1"), at(2)) },
-			err:  client.ErrAdminRequired},
-		{name: "another tenant's admin cannot link", given: esClient,
-			when: func(c *client.Client) error { return c.AddPurpose(otherAdmin, purpose("p1"), at(2)) },
-			err:  client.ErrAdminRequired},
-		{name: "link on a deleted client", given: with(esClient, client.Deleted{By: "alice", At: at(1)}),
-			when: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p1"), at(2)) },
-			err:  domain.ErrNotFound},
-		{name: "admin unlinks", given: linked,
-			when: func(c *client.Client) error { return c.RemovePurpose(admin, "p1", at(2)) },
-			then: events(client.PurposeRemoved{PurposeID: "p1", Reason: client.ReasonRemoved, By: "alice", At: at(2)})},
-		{name: "unlinking a purpose not linked", given: linked,
-			when: func(c *client.Client) error { return c.RemovePurpose(admin, "p3", at(2)) },
-			err:  client.ErrPurposeNotLinked},
-		{name: "unlink on a deleted client", given: with(linked, client.Deleted{By: "alice", At: at(1)}),
-			when: func(c *client.Client) error { return c.RemovePurpose(admin, "p1", at(2)) },
-			err:  domain.ErrNotFound},
-		{name: "security operator cannot unlink", given: linked,
-			when: func(c *client.Client) error { return c.RemovePurpose(sec, "p1", at(2)) },
-			err:  client.ErrAdminRequired},
-		{name: "archived purpose is unlinked", given: linked,
-			when: func(c *client.Client) error { c.PurposeArchived(system, "p2", at(2)); return nil },
-			then: events(client.PurposeRemoved{PurposeID: "p2", Reason: client.ReasonPurposeArchived, By: "keyledger", At: at(2)})},
-		{name: "archived purpose not linked: nothing", given: linked,
-			when: func(c *client.Client) error { c.PurposeArchived(system, "p3", at(2)); return nil }},
-		{name: "archived purpose on a deleted client: nothing",
-			given: with(linked, client.Deleted{By: "alice", At: at(1)}),
-			when:  func(c *client.Client) error { c.PurposeArchived(system, "p1", at(2)); return nil }},
-		{name: "archived purpose on no client: nothing",
-			when: func(c *client.Client) error { c.PurposeArchived(system, "p1", at(2)); return nil }},
+			Err: domain.ErrNotFound},
+		{Name: "already linked", Given: linked,
+			When: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p1"), at(2)) },
+			Err:  client.ErrPurposeAlreadyLink},
+		{Name: "security operator cannot link", Given: esClient,
+			When: func(c *client.Client) error { return c.AddPurpose(sec, purpose("p1"), at(2)) },
+			Err:  client.ErrAdminRequired},
+		{Name: "another tenant's admin cannot link", Given: esClient,
+			When: func(c *client.Client) error { return c.AddPurpose(otherAdmin, purpose("p1"), at(2)) },
+			Err:  client.ErrAdminRequired},
+		{Name: "link on a deleted client", Given: with(esClient, client.Deleted{By: "alice", At: at(1)}),
+			When: func(c *client.Client) error { return c.AddPurpose(admin, purpose("p1"), at(2)) },
+			Err:  domain.ErrNotFound},
+		{Name: "admin unlinks", Given: linked,
+			When: func(c *client.Client) error { return c.RemovePurpose(admin, "p1", at(2)) },
+			Then: events(client.PurposeRemoved{PurposeID: "p1", Reason: client.ReasonRemoved, By: "alice", At: at(2)})},
+		{Name: "unlinking a purpose not linked", Given: linked,
+			When: func(c *client.Client) error { return c.RemovePurpose(admin, "p3", at(2)) },
+			Err:  client.ErrPurposeNotLinked},
+		{Name: "unlink on a deleted client", Given: with(linked, client.Deleted{By: "alice", At: at(1)}),
+			When: func(c *client.Client) error { return c.RemovePurpose(admin, "p1", at(2)) },
+			Err:  domain.ErrNotFound},
+		{Name: "security operator cannot unlink", Given: linked,
+			When: func(c *client.Client) error { return c.RemovePurpose(sec, "p1", at(2)) },
+			Err:  client.ErrAdminRequired},
+		{Name: "archived purpose is unlinked", Given: linked,
+			When: func(c *client.Client) error { c.PurposeArchived(system, "p2", at(2)); return nil },
+			Then: events(client.PurposeRemoved{PurposeID: "p2", Reason: client.ReasonPurposeArchived, By: "keyledger", At: at(2)})},
+		{Name: "archived purpose not linked: nothing", Given: linked,
+			When: func(c *client.Client) error { c.PurposeArchived(system, "p3", at(2)); return nil }},
+		{Name: "archived purpose on a deleted client: nothing",
+			Given: with(linked, client.Deleted{By: "alice", At: at(1)}),
+			When:  func(c *client.Client) error { c.PurposeArchived(system, "p1", at(2)); return nil }},
+		{Name: "archived purpose on no client: nothing",
+			When: func(c *client.Client) error { c.PurposeArchived(system, "p1", at(2)); return nil }},
 	})
 }
 
@@ -484,24 +440,24 @@ func TestDelete(t *testing.T) {
 		keyUploaded("k2", "alice", 2), keyUploaded("k3", "sam", 2), keyDeleted("k2", keyring.ReasonDeleted, "alice", 3),
 		purposeAdded("p2", 3), purposeAdded("p1", 3))
 	run(t, []tc{
-		{name: "keys, then purposes, then the client", given: full,
-			when: func(c *client.Client) error { return c.Delete(admin, at(9)) },
-			then: events(
+		{Name: "keys, then purposes, then the client", Given: full,
+			When: func(c *client.Client) error { return c.Delete(admin, at(9)) },
+			Then: events(
 				keyDeleted("k1", keyring.ReasonOwnerDeleted, "alice", 9),
 				keyDeleted("k3", keyring.ReasonOwnerDeleted, "alice", 9),
 				client.PurposeRemoved{PurposeID: "p1", Reason: client.ReasonClientDeleted, By: "alice", At: at(9)},
 				client.PurposeRemoved{PurposeID: "p2", Reason: client.ReasonClientDeleted, By: "alice", At: at(9)},
 				client.Deleted{By: "alice", At: at(9)})},
-		{name: "an empty client", given: events(created(client.KindAPI)),
-			when: func(c *client.Client) error { return c.Delete(admin, at(9)) },
-			then: events(client.Deleted{By: "alice", At: at(9)})},
-		{name: "security operator", given: full,
-			when: func(c *client.Client) error { return c.Delete(sec, at(9)) }, err: client.ErrAdminRequired},
-		{name: "another tenant's admin", given: full,
-			when: func(c *client.Client) error { return c.Delete(otherAdmin, at(9)) }, err: client.ErrAdminRequired},
-		{name: "twice", given: with(full, client.Deleted{By: "alice", At: at(8)}),
-			when: func(c *client.Client) error { return c.Delete(admin, at(9)) }, err: domain.ErrNotFound},
-		{name: "no client", when: func(c *client.Client) error { return c.Delete(admin, at(9)) }, err: domain.ErrNotFound},
+		{Name: "an empty client", Given: events(created(client.KindAPI)),
+			When: func(c *client.Client) error { return c.Delete(admin, at(9)) },
+			Then: events(client.Deleted{By: "alice", At: at(9)})},
+		{Name: "security operator", Given: full,
+			When: func(c *client.Client) error { return c.Delete(sec, at(9)) }, Err: client.ErrAdminRequired},
+		{Name: "another tenant's admin", Given: full,
+			When: func(c *client.Client) error { return c.Delete(otherAdmin, at(9)) }, Err: client.ErrAdminRequired},
+		{Name: "twice", Given: with(full, client.Deleted{By: "alice", At: at(8)}),
+			When: func(c *client.Client) error { return c.Delete(admin, at(9)) }, Err: domain.ErrNotFound},
+		{Name: "no client", When: func(c *client.Client) error { return c.Delete(admin, at(9)) }, Err: domain.ErrNotFound},
 	})
 }
 
@@ -530,24 +486,11 @@ func TestReaders(t *testing.T) {
 }
 
 func TestWireNames(t *testing.T) {
-	want := map[domain.Event]string{
-		client.Created{}:        "client.created.v1",
-		client.MemberAdded{}:    "client.member_added.v1",
-		client.MemberRemoved{}:  "client.member_removed.v1",
-		client.KeyUploaded{}:    "client.key_uploaded.v1",
-		client.KeyDeleted{}:     "client.key_deleted.v1",
-		client.PurposeAdded{}:   "client.purpose_added.v1",
-		client.PurposeRemoved{}: "client.purpose_removed.v1",
-		client.Deleted{}:        "client.deleted.v1",
-	}
-	for e, name := range want {
-		if e.EventType() != name {
-			t.Errorf("%T.EventType() = %q, want %q", e, e.EventType(), name)
-		}
-		if !client.Codec.Knows(name) {
-			t.Errorf("Codec does not know %q", name)
-		}
-	}
+	domaintest.WireNames(t, client.Codec,
+		events(client.Created{}, client.MemberAdded{}, client.MemberRemoved{}, client.KeyUploaded{},
+			client.KeyDeleted{}, client.PurposeAdded{}, client.PurposeRemoved{}, client.Deleted{}),
+		[]string{"client.created.v1", "client.member_added.v1", "client.member_removed.v1", "client.key_uploaded.v1",
+			"client.key_deleted.v1", "client.purpose_added.v1", "client.purpose_removed.v1", "client.deleted.v1"})
 	if client.StreamName("c1") != "client-c1" {
 		t.Errorf("StreamName = %q", client.StreamName("c1"))
 	}
@@ -563,19 +506,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		client.PurposeRemoved{PurposeID: "p1", Reason: client.ReasonPurposeArchived, By: "keyledger", At: at(6)},
 		client.Deleted{By: "alice", At: at(7)},
 	)
-	for _, e := range all {
-		data, err := json.Marshal(e)
-		if err != nil {
-			t.Fatalf("marshal %T: %v", e, err)
-		}
-		got, err := client.Codec.Decode(e.EventType(), data)
-		if err != nil {
-			t.Fatalf("decode %s: %v", e.EventType(), err)
-		}
-		if !reflect.DeepEqual(got, e) {
-			t.Errorf("%s round trip:\n got %#v\nwant %#v", e.EventType(), got, e)
-		}
-	}
+	domaintest.RoundTrip(t, client.Codec, all)
 	data, _ := json.Marshal(memberAdded("sam", 1))
 	var flat map[string]any
 	if err := json.Unmarshal(data, &flat); err != nil || flat["userId"] != "sam" || len(flat) != 3 {
@@ -604,19 +535,7 @@ func TestDecidedEventsRoundTrip(t *testing.T) {
 			t.Fatalf("step %d: %v", i, err)
 		}
 	}
-	for _, e := range c.Pending() {
-		data, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := client.Codec.Decode(e.EventType(), data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, e) {
-			t.Errorf("%s round trip:\n got %#v\nwant %#v", e.EventType(), got, e)
-		}
-	}
+	domaintest.RoundTrip(t, client.Codec, c.Pending())
 }
 
 func TestErrorKinds(t *testing.T) {

@@ -83,13 +83,13 @@ type Keychain struct {
 	name, description string
 	created           time.Time
 	exists, deleted   bool
-	keys              keyring.Keyring
+	keys              keyring.Owned[MemberAdded, MemberRemoved, KeyUploaded, KeyDeleted]
 	eservices         map[string]bool
 }
 
 // New returns the empty aggregate with the given id, to create or rehydrate.
 func New(id string) *Keychain {
-	return &Keychain{id: id, keys: keyring.New(), eservices: map[string]bool{}}
+	return &Keychain{id: id, eservices: map[string]bool{}}
 }
 
 // Rehydrate applies stored events.
@@ -105,20 +105,14 @@ func (k *Keychain) apply(e domain.Event) {
 	switch e := e.(type) {
 	case Created:
 		k.exists, k.tenant, k.name, k.description, k.created = true, e.Tenant, e.Name, e.Description, e.At
-	case MemberAdded:
-		k.keys.Apply(e.MemberAdded)
-	case MemberRemoved:
-		k.keys.Apply(e.MemberRemoved)
-	case KeyUploaded:
-		k.keys.Apply(e.KeyUploaded)
-	case KeyDeleted:
-		k.keys.Apply(e.KeyDeleted)
 	case EServiceAdded:
 		k.eservices[e.EServiceID] = true
 	case EServiceRemoved:
 		delete(k.eservices, e.EServiceID)
 	case Deleted:
 		k.deleted = true
+	default:
+		k.keys.Apply(e)
 	}
 }
 
@@ -149,22 +143,7 @@ func (k *Keychain) Create(actor domain.Actor, spec Spec, maxKeys int, at time.Ti
 	}
 	k.record(Created{ID: k.id, Tenant: actor.Tenant, Name: name, Description: spec.Description,
 		By: actor.ID, At: domain.Time(at)})
-	ids := make([]string, 0, len(spec.Members))
-	for id := range spec.Members {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		if err := k.AddMember(actor, id, spec.Members[id], at); err != nil {
-			return err
-		}
-	}
-	for _, key := range spec.Keys {
-		if err := k.UploadKey(actor, key, maxKeys, at); err != nil {
-			return err
-		}
-	}
-	return nil
+	return k.keys.Populate(k.owner(), actor, spec.Members, spec.Keys, maxKeys, at)
 }
 
 func (k *Keychain) live() error {
@@ -178,57 +157,30 @@ func (k *Keychain) isAdmin(actor domain.Actor) bool {
 	return actor.Tenant == k.tenant && actor.Roles.Has(domain.RoleAdmin)
 }
 
+// owner is what the keychain lends its keyring's member and key changes.
+func (k *Keychain) owner() keyring.Owner {
+	return keyring.Owner{Tenant: k.tenant, Live: k.live(), Record: k.record}
+}
+
 // AddMember makes a registered user of the tenant a member.
 func (k *Keychain) AddMember(actor domain.Actor, userID string, registered bool, at time.Time) error {
-	if err := k.live(); err != nil {
-		return err
-	}
-	e, err := k.keys.AddMember(actor, k.tenant, userID, registered, at)
-	if err != nil {
-		return err
-	}
-	k.record(MemberAdded{e})
-	return nil
+	return k.keys.AddMember(k.owner(), actor, userID, registered, at)
 }
 
 // RemoveMember ends a membership; the member's keys stay valid but are flagged.
 func (k *Keychain) RemoveMember(actor domain.Actor, userID string, at time.Time) error {
-	if err := k.live(); err != nil {
-		return err
-	}
-	e, err := k.keys.RemoveMember(actor, k.tenant, userID, at)
-	if err != nil {
-		return err
-	}
-	k.record(MemberRemoved{e})
-	return nil
+	return k.keys.RemoveMember(k.owner(), actor, userID, at)
 }
 
 // UploadKey registers a public key (kid uniqueness across clients and keychains is the
 // command layer's reservation; this checks the keychain's own keys and limit).
 func (k *Keychain) UploadKey(actor domain.Actor, key keyring.NewKey, maxKeys int, at time.Time) error {
-	if err := k.live(); err != nil {
-		return err
-	}
-	e, err := k.keys.UploadKey(actor, k.tenant, key, maxKeys, at)
-	if err != nil {
-		return err
-	}
-	k.record(KeyUploaded{e})
-	return nil
+	return k.keys.UploadKey(k.owner(), actor, key, maxKeys, at)
 }
 
 // DeleteKey removes a key.
 func (k *Keychain) DeleteKey(actor domain.Actor, kid string, at time.Time) error {
-	if err := k.live(); err != nil {
-		return err
-	}
-	e, err := k.keys.DeleteKey(actor, k.tenant, kid, at)
-	if err != nil {
-		return err
-	}
-	k.record(KeyDeleted{e})
-	return nil
+	return k.keys.DeleteKey(k.owner(), actor, kid, at)
 }
 
 // EServiceInfo is what the command layer knows of an e-service when linking it.
@@ -280,9 +232,7 @@ func (k *Keychain) Delete(actor domain.Actor, at time.Time) error {
 	if !k.isAdmin(actor) {
 		return ErrAdminRequired
 	}
-	for _, e := range k.keys.DeleteAll(actor, at) {
-		k.record(KeyDeleted{e})
-	}
+	k.keys.DeleteAll(k.owner(), actor, at)
 	for _, id := range k.EServiceIDs() {
 		k.record(EServiceRemoved{EServiceID: id, By: actor.ID, At: domain.Time(at)})
 	}
@@ -300,7 +250,7 @@ func (k *Keychain) Tenant() string           { return k.tenant }
 func (k *Keychain) Name() string             { return k.name }
 func (k *Keychain) Description() string      { return k.description }
 func (k *Keychain) CreatedAt() time.Time     { return k.created }
-func (k *Keychain) Keyring() keyring.Keyring { return k.keys.Clone() }
+func (k *Keychain) Keyring() keyring.Keyring { return k.keys.Keyring() }
 
 // EServiceIDs returns the linked e-services, sorted.
 func (k *Keychain) EServiceIDs() []string {

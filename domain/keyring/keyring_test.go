@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/domain/domaintest"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -67,7 +67,7 @@ func TestCloneSharesNothing(t *testing.T) {
 
 func TestKeyNameCountsCharacters(t *testing.T) {
 	kr := New()
-	admin := domain.Actor{ID: "ann", Tenant: "t", Roles: domain.Roles{domain.RoleAdmin}}
+	admin := domaintest.Admin("ann", "t")
 	name := ""
 	for range 60 {
 		name += "è"

@@ -1,14 +1,13 @@
 package purpose_test
 
 import (
-	"encoding/json"
 	"errors"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/domain/domaintest"
 	"github.com/keyledger/keyledger/domain/purpose"
 )
 
@@ -18,12 +17,12 @@ func at(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
 
 // acme consumes prodco's e-service; globex is unrelated.
 var (
-	consumer    = domain.Actor{ID: "alice", Kind: "user", Tenant: "acme", Roles: domain.Roles{domain.RoleAdmin}}
-	consumerSec = domain.Actor{ID: "sam", Kind: "user", Tenant: "acme", Roles: domain.Roles{domain.RoleSecurity}}
-	producer    = domain.Actor{ID: "paul", Kind: "user", Tenant: "prodco", Roles: domain.Roles{domain.RoleAdmin}}
-	producerSec = domain.Actor{ID: "pia", Kind: "user", Tenant: "prodco", Roles: domain.Roles{domain.RoleSecurity}}
-	unrelated   = domain.Actor{ID: "oscar", Kind: "user", Tenant: "globex", Roles: domain.Roles{domain.RoleAdmin}}
-	operator    = domain.Actor{ID: "op", Kind: "operator", Operator: true}
+	consumer    = domaintest.Admin("alice", "acme")
+	consumerSec = domaintest.Security("sam", "acme")
+	producer    = domaintest.Admin("paul", "prodco")
+	producerSec = domaintest.Security("pia", "prodco")
+	unrelated   = domaintest.Admin("oscar", "globex")
+	operator    = domaintest.Operator("op")
 )
 
 const id = "p1"
@@ -45,7 +44,7 @@ func suspended(a domain.Actor, min int) purpose.Suspended {
 
 func archived(min int) purpose.Archived { return purpose.Archived{By: "alice", At: at(min)} }
 
-func events(es ...domain.Event) []domain.Event { return es }
+var events = domaintest.Events
 
 // Histories in each state.
 var (
@@ -55,53 +54,9 @@ var (
 	archivedH  = events(created(), activated(producer, 1), archived(2))
 )
 
-type tc struct {
-	name   string
-	given  []domain.Event
-	when   func(p *purpose.Purpose) error
-	then   []domain.Event
-	err    error
-	fields []string
-}
+type tc = domaintest.Case[*purpose.Purpose]
 
-func run(t *testing.T, cases []tc) {
-	t.Helper()
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			p := purpose.New(id)
-			p.Rehydrate(tc.given)
-			err := tc.when(p)
-			if tc.err != nil {
-				if !errors.Is(err, tc.err) {
-					t.Fatalf("error = %v, want %v", err, tc.err)
-				}
-				if tc.fields != nil {
-					var ve *domain.ValidationError
-					if !errors.As(err, &ve) {
-						t.Fatalf("error %v is not a *domain.ValidationError", err)
-					}
-					var got []string
-					for _, f := range ve.Fields {
-						got = append(got, f.Field)
-					}
-					if !reflect.DeepEqual(got, tc.fields) {
-						t.Fatalf("invalid fields = %v, want %v", got, tc.fields)
-					}
-				}
-				if len(p.Pending()) != 0 {
-					t.Fatalf("a refused command recorded %v", p.Pending())
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if !reflect.DeepEqual(p.Pending(), tc.then) {
-				t.Fatalf("events:\n got %#v\nwant %#v", p.Pending(), tc.then)
-			}
-		})
-	}
-}
+var run = domaintest.Runner[*purpose.Purpose]{New: func() *purpose.Purpose { return purpose.New(id) }}.Run
 
 func TestCreate(t *testing.T) {
 	create := func(a domain.Actor, e purpose.EServiceInfo, title string) func(*purpose.Purpose) error {
@@ -109,28 +64,28 @@ func TestCreate(t *testing.T) {
 	}
 	titled := func(title string) purpose.Created { c := created(); c.Title = title; return c }
 	run(t, []tc{
-		{name: "consumer admin requests", when: create(consumer, es, "Monthly payment reconciliation"), then: events(created())},
-		{name: "title trimmed", when: create(consumer, es, "  Monthly payment reconciliation \n"), then: events(created())},
-		{name: "title of 5", when: create(consumer, es, "abcde"), then: events(titled("abcde"))},
-		{name: "title of 250 multibyte", when: create(consumer, es, strings.Repeat("è", 250)),
-			then: events(titled(strings.Repeat("è", 250)))},
-		{name: "title of 4", when: create(consumer, es, "abcd"), err: domain.ErrValidation, fields: []string{"title"}},
-		{name: "title of 251", when: create(consumer, es, strings.Repeat("t", 251)), err: domain.ErrValidation, fields: []string{"title"}},
-		{name: "no e-service", when: create(consumer, purpose.EServiceInfo{Active: true}, "Monthly payment reconciliation"),
-			err: domain.ErrValidation, fields: []string{"eserviceId"}},
-		{name: "suspended e-service",
-			when: create(consumer, purpose.EServiceInfo{ID: "es1", ProducerTenant: "prodco"}, "Monthly payment reconciliation"),
-			err:  purpose.ErrEServiceSuspended},
-		{name: "a tenant consuming its own e-service",
-			when: create(producer, es, "Internal reconciliation"),
-			then: events(purpose.Created{ID: id, ConsumerTenant: "prodco", EServiceID: "es1", ProducerTenant: "prodco",
+		{Name: "consumer admin requests", When: create(consumer, es, "Monthly payment reconciliation"), Then: events(created())},
+		{Name: "title trimmed", When: create(consumer, es, "  Monthly payment reconciliation \n"), Then: events(created())},
+		{Name: "title of 5", When: create(consumer, es, "abcde"), Then: events(titled("abcde"))},
+		{Name: "title of 250 multibyte", When: create(consumer, es, strings.Repeat("è", 250)),
+			Then: events(titled(strings.Repeat("è", 250)))},
+		{Name: "title of 4", When: create(consumer, es, "abcd"), Err: domain.ErrValidation, Fields: []string{"title"}},
+		{Name: "title of 251", When: create(consumer, es, strings.Repeat("t", 251)), Err: domain.ErrValidation, Fields: []string{"title"}},
+		{Name: "no e-service", When: create(consumer, purpose.EServiceInfo{Active: true}, "Monthly payment reconciliation"),
+			Err: domain.ErrValidation, Fields: []string{"eserviceId"}},
+		{Name: "suspended e-service",
+			When: create(consumer, purpose.EServiceInfo{ID: "es1", ProducerTenant: "prodco"}, "Monthly payment reconciliation"),
+			Err:  purpose.ErrEServiceSuspended},
+		{Name: "a tenant consuming its own e-service",
+			When: create(producer, es, "Internal reconciliation"),
+			Then: events(purpose.Created{ID: id, ConsumerTenant: "prodco", EServiceID: "es1", ProducerTenant: "prodco",
 				Title: "Internal reconciliation", By: "paul", At: t0})},
-		{name: "security operator", when: create(consumerSec, es, "Monthly payment reconciliation"), err: purpose.ErrAdminRequired},
-		{name: "platform operator", when: create(operator, es, "Monthly payment reconciliation"), err: purpose.ErrAdminRequired},
-		{name: "already exists", given: pending, when: create(consumer, es, "Monthly payment reconciliation"),
-			err: domain.ErrAlreadyExists},
-		{name: "already exists though archived", given: archivedH, when: create(consumer, es, "Monthly payment reconciliation"),
-			err: domain.ErrAlreadyExists},
+		{Name: "security operator", When: create(consumerSec, es, "Monthly payment reconciliation"), Err: purpose.ErrAdminRequired},
+		{Name: "platform operator", When: create(operator, es, "Monthly payment reconciliation"), Err: purpose.ErrAdminRequired},
+		{Name: "already exists", Given: pending, When: create(consumer, es, "Monthly payment reconciliation"),
+			Err: domain.ErrAlreadyExists},
+		{Name: "already exists though archived", Given: archivedH, When: create(consumer, es, "Monthly payment reconciliation"),
+			Err: domain.ErrAlreadyExists},
 	})
 }
 
@@ -139,24 +94,24 @@ func TestActivate(t *testing.T) {
 		return func(p *purpose.Purpose) error { return p.Activate(a, at(5)) }
 	}
 	run(t, []tc{
-		{name: "producer accepts a pending purpose", given: pending, when: activate(producer),
-			then: events(activated(producer, 5))},
-		{name: "consumer cannot accept its own request", given: pending, when: activate(consumer),
-			err: purpose.ErrProducerApprovalRequired},
-		{name: "producer lifts a suspension", given: suspendedH, when: activate(producer), then: events(activated(producer, 5))},
-		{name: "consumer lifts a suspension", given: suspendedH, when: activate(consumer), then: events(activated(consumer, 5))},
-		{name: "consumer lifts the producer's suspension",
-			given: events(created(), activated(producer, 1), suspended(producer, 2)), when: activate(consumer),
-			then: events(activated(consumer, 5))},
-		{name: "already active", given: active, when: activate(producer), err: purpose.ErrAlreadyActive},
-		{name: "already active, consumer", given: active, when: activate(consumer), err: purpose.ErrAlreadyActive},
-		{name: "archived", given: archivedH, when: activate(producer), err: purpose.ErrArchived},
-		{name: "producer security operator", given: pending, when: activate(producerSec), err: purpose.ErrAdminRequired},
-		{name: "consumer security operator", given: suspendedH, when: activate(consumerSec), err: purpose.ErrAdminRequired},
-		{name: "unrelated tenant's admin", given: pending, when: activate(unrelated), err: domain.ErrNotFound},
-		{name: "unrelated tenant's admin on an active one", given: suspendedH, when: activate(unrelated), err: domain.ErrNotFound},
-		{name: "platform operator", given: pending, when: activate(operator), err: domain.ErrNotFound},
-		{name: "no purpose", when: activate(producer), err: domain.ErrNotFound},
+		{Name: "producer accepts a pending purpose", Given: pending, When: activate(producer),
+			Then: events(activated(producer, 5))},
+		{Name: "consumer cannot accept its own request", Given: pending, When: activate(consumer),
+			Err: purpose.ErrProducerApprovalRequired},
+		{Name: "producer lifts a suspension", Given: suspendedH, When: activate(producer), Then: events(activated(producer, 5))},
+		{Name: "consumer lifts a suspension", Given: suspendedH, When: activate(consumer), Then: events(activated(consumer, 5))},
+		{Name: "consumer lifts the producer's suspension",
+			Given: events(created(), activated(producer, 1), suspended(producer, 2)), When: activate(consumer),
+			Then: events(activated(consumer, 5))},
+		{Name: "already active", Given: active, When: activate(producer), Err: purpose.ErrAlreadyActive},
+		{Name: "already active, consumer", Given: active, When: activate(consumer), Err: purpose.ErrAlreadyActive},
+		{Name: "archived", Given: archivedH, When: activate(producer), Err: purpose.ErrArchived},
+		{Name: "producer security operator", Given: pending, When: activate(producerSec), Err: purpose.ErrAdminRequired},
+		{Name: "consumer security operator", Given: suspendedH, When: activate(consumerSec), Err: purpose.ErrAdminRequired},
+		{Name: "unrelated tenant's admin", Given: pending, When: activate(unrelated), Err: domain.ErrNotFound},
+		{Name: "unrelated tenant's admin on an active one", Given: suspendedH, When: activate(unrelated), Err: domain.ErrNotFound},
+		{Name: "platform operator", Given: pending, When: activate(operator), Err: domain.ErrNotFound},
+		{Name: "no purpose", When: activate(producer), Err: domain.ErrNotFound},
 	})
 }
 
@@ -165,18 +120,18 @@ func TestSuspend(t *testing.T) {
 		return func(p *purpose.Purpose) error { return p.Suspend(a, at(5)) }
 	}
 	run(t, []tc{
-		{name: "producer suspends", given: active, when: suspend(producer), then: events(suspended(producer, 5))},
-		{name: "consumer suspends", given: active, when: suspend(consumer), then: events(suspended(consumer, 5))},
-		{name: "suspended again after reactivation",
-			given: events(created(), activated(producer, 1), suspended(consumer, 2), activated(consumer, 3)),
-			when:  suspend(producer), then: events(suspended(producer, 5))},
-		{name: "pending", given: pending, when: suspend(producer), err: purpose.ErrPending},
-		{name: "pending, consumer", given: pending, when: suspend(consumer), err: purpose.ErrPending},
-		{name: "already suspended", given: suspendedH, when: suspend(producer), err: purpose.ErrAlreadySuspended},
-		{name: "archived", given: archivedH, when: suspend(consumer), err: purpose.ErrArchived},
-		{name: "security operator", given: active, when: suspend(consumerSec), err: purpose.ErrAdminRequired},
-		{name: "unrelated tenant's admin", given: active, when: suspend(unrelated), err: domain.ErrNotFound},
-		{name: "no purpose", when: suspend(consumer), err: domain.ErrNotFound},
+		{Name: "producer suspends", Given: active, When: suspend(producer), Then: events(suspended(producer, 5))},
+		{Name: "consumer suspends", Given: active, When: suspend(consumer), Then: events(suspended(consumer, 5))},
+		{Name: "suspended again after reactivation",
+			Given: events(created(), activated(producer, 1), suspended(consumer, 2), activated(consumer, 3)),
+			When:  suspend(producer), Then: events(suspended(producer, 5))},
+		{Name: "pending", Given: pending, When: suspend(producer), Err: purpose.ErrPending},
+		{Name: "pending, consumer", Given: pending, When: suspend(consumer), Err: purpose.ErrPending},
+		{Name: "already suspended", Given: suspendedH, When: suspend(producer), Err: purpose.ErrAlreadySuspended},
+		{Name: "archived", Given: archivedH, When: suspend(consumer), Err: purpose.ErrArchived},
+		{Name: "security operator", Given: active, When: suspend(consumerSec), Err: purpose.ErrAdminRequired},
+		{Name: "unrelated tenant's admin", Given: active, When: suspend(unrelated), Err: domain.ErrNotFound},
+		{Name: "no purpose", When: suspend(consumer), Err: domain.ErrNotFound},
 	})
 }
 
@@ -185,14 +140,14 @@ func TestArchive(t *testing.T) {
 		return func(p *purpose.Purpose) error { return p.Archive(a, at(5)) }
 	}
 	run(t, []tc{
-		{name: "consumer archives a pending one", given: pending, when: archive(consumer), then: events(archived(5))},
-		{name: "consumer archives an active one", given: active, when: archive(consumer), then: events(archived(5))},
-		{name: "consumer archives a suspended one", given: suspendedH, when: archive(consumer), then: events(archived(5))},
-		{name: "producer cannot archive", given: active, when: archive(producer), err: purpose.ErrConsumerArchiveOnly},
-		{name: "twice", given: archivedH, when: archive(consumer), err: purpose.ErrArchived},
-		{name: "consumer security operator", given: active, when: archive(consumerSec), err: purpose.ErrAdminRequired},
-		{name: "unrelated tenant's admin", given: active, when: archive(unrelated), err: domain.ErrNotFound},
-		{name: "no purpose", when: archive(consumer), err: domain.ErrNotFound},
+		{Name: "consumer archives a pending one", Given: pending, When: archive(consumer), Then: events(archived(5))},
+		{Name: "consumer archives an active one", Given: active, When: archive(consumer), Then: events(archived(5))},
+		{Name: "consumer archives a suspended one", Given: suspendedH, When: archive(consumer), Then: events(archived(5))},
+		{Name: "producer cannot archive", Given: active, When: archive(producer), Err: purpose.ErrConsumerArchiveOnly},
+		{Name: "twice", Given: archivedH, When: archive(consumer), Err: purpose.ErrArchived},
+		{Name: "consumer security operator", Given: active, When: archive(consumerSec), Err: purpose.ErrAdminRequired},
+		{Name: "unrelated tenant's admin", Given: active, When: archive(unrelated), Err: domain.ErrNotFound},
+		{Name: "no purpose", When: archive(consumer), Err: domain.ErrNotFound},
 	})
 }
 
@@ -266,20 +221,6 @@ func TestErrorCodes(t *testing.T) {
 func TestCodecRoundTrip(t *testing.T) {
 	all := events(created(), activated(producer, 1), suspended(consumer, 2), archived(3))
 	names := []string{"purpose.created.v1", "purpose.activated.v1", "purpose.suspended.v1", "purpose.archived.v1"}
-	for i, e := range all {
-		if e.EventType() != names[i] {
-			t.Errorf("%T.EventType() = %q, want %q", e, e.EventType(), names[i])
-		}
-		data, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := purpose.Codec.Decode(e.EventType(), data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, e) {
-			t.Errorf("%s round trip:\n got %#v\nwant %#v", e.EventType(), got, e)
-		}
-	}
+	domaintest.WireNames(t, purpose.Codec, all, names)
+	domaintest.RoundTrip(t, purpose.Codec, all)
 }

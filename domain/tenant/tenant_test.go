@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/domain/domaintest"
 )
 
 func TestCreate(t *testing.T) {
 	at := time.Date(2026, 1, 1, 10, 0, 0, 123456789, time.FixedZone("x", 3600))
-	op := domain.Actor{ID: "op", Operator: true}
+	op := domaintest.Operator("op")
 	cases := []struct {
 		name    string
 		actor   domain.Actor
@@ -22,7 +23,7 @@ func TestCreate(t *testing.T) {
 		fields  int
 	}{
 		{"operator creates", op, "acme", "Acme", "alice", nil, 0},
-		{"a tenant admin may not", domain.Actor{ID: "a", Tenant: "t", Roles: domain.Roles{domain.RoleAdmin}}, "acme", "Acme", "alice", domain.ErrForbidden, 0},
+		{"a tenant admin may not", domaintest.Admin("a", "t"), "acme", "Acme", "alice", domain.ErrForbidden, 0},
 		{"bad id, name and admin", op, "a/b", " ", "", domain.ErrValidation, 3},
 		{"id with @", op, "a@b", "Acme", "alice", domain.ErrValidation, 1},
 		{"long name", op, "acme", strings.Repeat("é", 201), "alice", domain.ErrValidation, 1},

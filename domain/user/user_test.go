@@ -1,14 +1,13 @@
 package user_test
 
 import (
-	"encoding/json"
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/domain/domaintest"
 	"github.com/keyledger/keyledger/domain/user"
 )
 
@@ -17,10 +16,10 @@ var t0 = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
 func at(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
 
 var (
-	admin      = domain.Actor{ID: "alice", Kind: "user", Tenant: "acme", Roles: domain.Roles{domain.RoleAdmin}}
-	sec        = domain.Actor{ID: "sam", Kind: "user", Tenant: "acme", Roles: domain.Roles{domain.RoleSecurity}}
-	otherAdmin = domain.Actor{ID: "oscar", Kind: "user", Tenant: "globex", Roles: domain.Roles{domain.RoleAdmin}}
-	operator   = domain.Actor{ID: "op", Kind: "operator", Operator: true}
+	admin      = domaintest.Admin("alice", "acme")
+	sec        = domaintest.Security("sam", "acme")
+	otherAdmin = domaintest.Admin("oscar", "globex")
+	operator   = domaintest.Operator("op")
 )
 
 const (
@@ -34,97 +33,49 @@ func registered(name string, rs domain.Roles) user.Registered {
 	return user.Registered{Tenant: tenant, ID: id, Name: name, Roles: rs, By: "alice", At: t0}
 }
 
-func events(es ...domain.Event) []domain.Event { return es }
+var events = domaintest.Events
 
 func ptr(s string) *string { return &s }
 
-type tc struct {
-	name   string
-	id     string // default id
-	given  []domain.Event
-	when   func(u *user.User) error
-	then   []domain.Event
-	err    error
-	fields []string
-}
+type tc = domaintest.Case[*user.User]
 
-func run(t *testing.T, cases []tc) {
-	t.Helper()
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			uid := tc.id
-			if uid == "" {
-				uid = id
-			}
-			u := user.New(tenant, uid)
-			u.Rehydrate(tc.given)
-			err := tc.when(u)
-			if tc.err != nil {
-				if !errors.Is(err, tc.err) {
-					t.Fatalf("error = %v, want %v", err, tc.err)
-				}
-				if tc.fields != nil {
-					var ve *domain.ValidationError
-					if !errors.As(err, &ve) {
-						t.Fatalf("error %v is not a *domain.ValidationError", err)
-					}
-					var got []string
-					for _, f := range ve.Fields {
-						got = append(got, f.Field)
-					}
-					if !reflect.DeepEqual(got, tc.fields) {
-						t.Fatalf("invalid fields = %v, want %v", got, tc.fields)
-					}
-				}
-				if len(u.Pending()) != 0 {
-					t.Fatalf("a refused command recorded %v", u.Pending())
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if got := u.Pending(); len(got) != 0 || len(tc.then) != 0 {
-				if !reflect.DeepEqual(got, tc.then) {
-					t.Fatalf("events:\n got %#v\nwant %#v", got, tc.then)
-				}
-			}
-		})
-	}
-}
+// newUser builds the user to register or rehydrate; cases about the id itself use another.
+func newUser(uid string) func() *user.User { return func() *user.User { return user.New(tenant, uid) } }
+
+var run = domaintest.Runner[*user.User]{New: newUser(id)}.Run
 
 func TestRegister(t *testing.T) {
 	reg := func(a domain.Actor, name string, rs ...string) func(*user.User) error {
 		return func(u *user.User) error { return u.Register(a, name, rs, t0) }
 	}
 	run(t, []tc{
-		{name: "admin registers with roles", when: reg(admin, "Bob", "security"),
-			then: events(registered("Bob", roles(domain.RoleSecurity)))},
-		{name: "roles sorted and deduplicated", when: reg(admin, "Bob", "security", "admin", "security"),
-			then: events(registered("Bob", roles(domain.RoleAdmin, domain.RoleSecurity)))},
-		{name: "no roles means member", when: reg(admin, "Bob"),
-			then: events(registered("Bob", roles(domain.RoleMember)))},
-		{name: "name trimmed", when: reg(admin, "  Bob  ", "auditor"),
-			then: events(registered("Bob", roles(domain.RoleAuditor)))},
-		{name: "name of 200", when: reg(admin, strings.Repeat("b", 200)),
-			then: events(registered(strings.Repeat("b", 200), roles(domain.RoleMember)))},
-		{name: "platform operator registers",
-			when: reg(operator, "Bob", "admin"),
-			then: events(user.Registered{Tenant: tenant, ID: id, Name: "Bob", Roles: roles(domain.RoleAdmin), By: "op", At: t0})},
-		{name: "security operator", when: reg(sec, "Bob"), err: user.ErrNotAdmin},
-		{name: "another tenant's admin", when: reg(otherAdmin, "Bob"), err: user.ErrNotAdmin},
-		{name: "empty name", when: reg(admin, "   "), err: domain.ErrValidation, fields: []string{"name"}},
-		{name: "name of 201", when: reg(admin, strings.Repeat("b", 201)), err: domain.ErrValidation, fields: []string{"name"}},
-		{name: "unknown role", when: reg(admin, "Bob", "admin", "root"), err: domain.ErrValidation, fields: []string{"roles"}},
-		{name: "id with a slash", id: "bob/acme", when: reg(admin, "Bob"), err: domain.ErrValidation, fields: []string{"id"}},
-		{name: "every invalid field at once", id: "-bob", when: reg(admin, "", "root"),
-			err: domain.ErrValidation, fields: []string{"id", "name", "roles"}},
-		{name: "already registered", given: events(registered("Bob", roles(domain.RoleMember))),
-			when: reg(admin, "Bob"), err: domain.ErrAlreadyExists},
-		{name: "registered again after deletion",
-			given: events(registered("Bob", roles(domain.RoleMember)), user.Deleted{By: "alice", At: at(1)}),
-			when:  func(u *user.User) error { return u.Register(admin, "Robert", nil, at(2)) },
-			then:  events(user.Registered{Tenant: tenant, ID: id, Name: "Robert", Roles: roles(domain.RoleMember), By: "alice", At: at(2)})},
+		{Name: "admin registers with roles", When: reg(admin, "Bob", "security"),
+			Then: events(registered("Bob", roles(domain.RoleSecurity)))},
+		{Name: "roles sorted and deduplicated", When: reg(admin, "Bob", "security", "admin", "security"),
+			Then: events(registered("Bob", roles(domain.RoleAdmin, domain.RoleSecurity)))},
+		{Name: "no roles means member", When: reg(admin, "Bob"),
+			Then: events(registered("Bob", roles(domain.RoleMember)))},
+		{Name: "name trimmed", When: reg(admin, "  Bob  ", "auditor"),
+			Then: events(registered("Bob", roles(domain.RoleAuditor)))},
+		{Name: "name of 200", When: reg(admin, strings.Repeat("b", 200)),
+			Then: events(registered(strings.Repeat("b", 200), roles(domain.RoleMember)))},
+		{Name: "platform operator registers",
+			When: reg(operator, "Bob", "admin"),
+			Then: events(user.Registered{Tenant: tenant, ID: id, Name: "Bob", Roles: roles(domain.RoleAdmin), By: "op", At: t0})},
+		{Name: "security operator", When: reg(sec, "Bob"), Err: user.ErrNotAdmin},
+		{Name: "another tenant's admin", When: reg(otherAdmin, "Bob"), Err: user.ErrNotAdmin},
+		{Name: "empty name", When: reg(admin, "   "), Err: domain.ErrValidation, Fields: []string{"name"}},
+		{Name: "name of 201", When: reg(admin, strings.Repeat("b", 201)), Err: domain.ErrValidation, Fields: []string{"name"}},
+		{Name: "unknown role", When: reg(admin, "Bob", "admin", "root"), Err: domain.ErrValidation, Fields: []string{"roles"}},
+		{Name: "id with a slash", New: newUser("bob/acme"), When: reg(admin, "Bob"), Err: domain.ErrValidation, Fields: []string{"id"}},
+		{Name: "every invalid field at once", New: newUser("-bob"), When: reg(admin, "", "root"),
+			Err: domain.ErrValidation, Fields: []string{"id", "name", "roles"}},
+		{Name: "already registered", Given: events(registered("Bob", roles(domain.RoleMember))),
+			When: reg(admin, "Bob"), Err: domain.ErrAlreadyExists},
+		{Name: "registered again after deletion",
+			Given: events(registered("Bob", roles(domain.RoleMember)), user.Deleted{By: "alice", At: at(1)}),
+			When:  func(u *user.User) error { return u.Register(admin, "Robert", nil, at(2)) },
+			Then:  events(user.Registered{Tenant: tenant, ID: id, Name: "Robert", Roles: roles(domain.RoleMember), By: "alice", At: at(2)})},
 	})
 }
 
@@ -134,23 +85,23 @@ func TestUpdate(t *testing.T) {
 		return func(u *user.User) error { return u.Update(a, name, rs, at(1)) }
 	}
 	run(t, []tc{
-		{name: "new name keeps the roles", given: base, when: upd(admin, ptr("Robert"), nil),
-			then: events(user.Updated{Name: "Robert", Roles: roles(domain.RoleSecurity), By: "alice", At: at(1)})},
-		{name: "new roles keep the name", given: base, when: upd(admin, nil, []string{"member", "admin"}),
-			then: events(user.Updated{Name: "Bob", Roles: roles(domain.RoleAdmin, domain.RoleMember), By: "alice", At: at(1)})},
-		{name: "empty roles mean member", given: base, when: upd(admin, nil, []string{}),
-			then: events(user.Updated{Name: "Bob", Roles: roles(domain.RoleMember), By: "alice", At: at(1)})},
-		{name: "operator updates", given: base, when: upd(operator, ptr("Robert"), nil),
-			then: events(user.Updated{Name: "Robert", Roles: roles(domain.RoleSecurity), By: "op", At: at(1)})},
-		{name: "nothing asked: nothing recorded", given: base, when: upd(admin, nil, nil)},
-		{name: "same values: nothing recorded", given: base, when: upd(admin, ptr(" Bob "), []string{"security", "security"})},
-		{name: "empty name", given: base, when: upd(admin, ptr(" "), nil), err: domain.ErrValidation, fields: []string{"name"}},
-		{name: "unknown role", given: base, when: upd(admin, nil, []string{"root"}), err: domain.ErrValidation, fields: []string{"roles"}},
-		{name: "security operator", given: base, when: upd(sec, ptr("Robert"), nil), err: user.ErrNotAdmin},
-		{name: "another tenant's admin", given: base, when: upd(otherAdmin, ptr("Robert"), nil), err: user.ErrNotAdmin},
-		{name: "not registered", when: upd(admin, ptr("Robert"), nil), err: domain.ErrNotFound},
-		{name: "deleted", given: events(registered("Bob", roles(domain.RoleSecurity)), user.Deleted{By: "alice", At: at(1)}),
-			when: upd(admin, ptr("Robert"), nil), err: domain.ErrNotFound},
+		{Name: "new name keeps the roles", Given: base, When: upd(admin, ptr("Robert"), nil),
+			Then: events(user.Updated{Name: "Robert", Roles: roles(domain.RoleSecurity), By: "alice", At: at(1)})},
+		{Name: "new roles keep the name", Given: base, When: upd(admin, nil, []string{"member", "admin"}),
+			Then: events(user.Updated{Name: "Bob", Roles: roles(domain.RoleAdmin, domain.RoleMember), By: "alice", At: at(1)})},
+		{Name: "empty roles mean member", Given: base, When: upd(admin, nil, []string{}),
+			Then: events(user.Updated{Name: "Bob", Roles: roles(domain.RoleMember), By: "alice", At: at(1)})},
+		{Name: "operator updates", Given: base, When: upd(operator, ptr("Robert"), nil),
+			Then: events(user.Updated{Name: "Robert", Roles: roles(domain.RoleSecurity), By: "op", At: at(1)})},
+		{Name: "nothing asked: nothing recorded", Given: base, When: upd(admin, nil, nil)},
+		{Name: "same values: nothing recorded", Given: base, When: upd(admin, ptr(" Bob "), []string{"security", "security"})},
+		{Name: "empty name", Given: base, When: upd(admin, ptr(" "), nil), Err: domain.ErrValidation, Fields: []string{"name"}},
+		{Name: "unknown role", Given: base, When: upd(admin, nil, []string{"root"}), Err: domain.ErrValidation, Fields: []string{"roles"}},
+		{Name: "security operator", Given: base, When: upd(sec, ptr("Robert"), nil), Err: user.ErrNotAdmin},
+		{Name: "another tenant's admin", Given: base, When: upd(otherAdmin, ptr("Robert"), nil), Err: user.ErrNotAdmin},
+		{Name: "not registered", When: upd(admin, ptr("Robert"), nil), Err: domain.ErrNotFound},
+		{Name: "deleted", Given: events(registered("Bob", roles(domain.RoleSecurity)), user.Deleted{By: "alice", At: at(1)}),
+			When: upd(admin, ptr("Robert"), nil), Err: domain.ErrNotFound},
 	})
 }
 
@@ -160,13 +111,13 @@ func TestDelete(t *testing.T) {
 		return func(u *user.User) error { return u.Delete(a, at(1)) }
 	}
 	run(t, []tc{
-		{name: "admin deletes", given: base, when: del(admin), then: events(user.Deleted{By: "alice", At: at(1)})},
-		{name: "operator deletes", given: base, when: del(operator), then: events(user.Deleted{By: "op", At: at(1)})},
-		{name: "security operator", given: base, when: del(sec), err: user.ErrNotAdmin},
-		{name: "another tenant's admin", given: base, when: del(otherAdmin), err: user.ErrNotAdmin},
-		{name: "not registered", when: del(admin), err: domain.ErrNotFound},
-		{name: "twice", given: events(registered("Bob", roles(domain.RoleSecurity)), user.Deleted{By: "alice", At: at(1)}),
-			when: del(admin), err: domain.ErrNotFound},
+		{Name: "admin deletes", Given: base, When: del(admin), Then: events(user.Deleted{By: "alice", At: at(1)})},
+		{Name: "operator deletes", Given: base, When: del(operator), Then: events(user.Deleted{By: "op", At: at(1)})},
+		{Name: "security operator", Given: base, When: del(sec), Err: user.ErrNotAdmin},
+		{Name: "another tenant's admin", Given: base, When: del(otherAdmin), Err: user.ErrNotAdmin},
+		{Name: "not registered", When: del(admin), Err: domain.ErrNotFound},
+		{Name: "twice", Given: events(registered("Bob", roles(domain.RoleSecurity)), user.Deleted{By: "alice", At: at(1)}),
+			When: del(admin), Err: domain.ErrNotFound},
 	})
 }
 
@@ -196,20 +147,6 @@ func TestCodecRoundTrip(t *testing.T) {
 		user.Deleted{By: "op", At: at(2)},
 	)
 	names := []string{"user.registered.v1", "user.updated.v1", "user.deleted.v1"}
-	for i, e := range all {
-		if e.EventType() != names[i] {
-			t.Errorf("%T.EventType() = %q, want %q", e, e.EventType(), names[i])
-		}
-		data, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := user.Codec.Decode(e.EventType(), data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(got, e) {
-			t.Errorf("%s round trip:\n got %#v\nwant %#v", e.EventType(), got, e)
-		}
-	}
+	domaintest.WireNames(t, user.Codec, all, names)
+	domaintest.RoundTrip(t, user.Codec, all)
 }
