@@ -243,8 +243,7 @@ func (k *Keychain) Delete(actor domain.Actor, at time.Time) error {
 // Exists reports whether the keychain exists and is not deleted.
 func (k *Keychain) Exists() bool { return k.exists && !k.deleted }
 
-// ID and the other readers expose the state for queries. The Keyring value shares its
-// maps with the aggregate: read it, never Apply to it.
+// ID and the other readers expose the state for queries. Keyring returns a copy.
 func (k *Keychain) ID() string               { return k.id }
 func (k *Keychain) Tenant() string           { return k.tenant }
 func (k *Keychain) Name() string             { return k.name }
