@@ -1,0 +1,283 @@
+package readmodel
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/google/btree"
+
+	"github.com/keyledger/keyledger/eventstore"
+)
+
+// Memory is the in-process Store: the default when no Redis is configured. It holds
+// everything in memory, so it starts empty and must be rebuilt from the event store at
+// every start-up. It is safe for concurrent use: writers take an exclusive lock for the
+// whole of an Apply, so readers never see half a batch.
+type Memory struct {
+	mu     sync.RWMutex
+	gens   map[Namespace]*memGen
+	active map[string]string
+}
+
+var _ Store = (*Memory)(nil)
+
+type memGen struct {
+	cp      eventstore.Position
+	values  map[string][]byte
+	indexes map[string]*btree.BTreeG[string]
+}
+
+// btreeDegree is a middle-of-the-road degree for string items.
+const btreeDegree = 32
+
+// NewMemory returns an empty in-process store.
+func NewMemory() *Memory {
+	return &Memory{gens: make(map[Namespace]*memGen), active: make(map[string]string)}
+}
+
+// InitGeneration implements Store.
+func (m *Memory) InitGeneration(ctx context.Context, ns Namespace) error {
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.gens[ns]; !ok {
+		m.gens[ns] = &memGen{values: make(map[string][]byte), indexes: make(map[string]*btree.BTreeG[string])}
+	}
+	return nil
+}
+
+// Apply implements Store.
+func (m *Memory) Apply(ctx context.Context, ns Namespace, pos eventstore.Position, batch Batch) (bool, error) {
+	n, err := m.ApplyMany(ctx, ns, []Update{{Pos: pos, Batch: batch}})
+	return n == 1, err
+}
+
+// ApplyMany implements Store. All updates are applied under one lock.
+func (m *Memory) ApplyMany(ctx context.Context, ns Namespace, updates []Update) (int, error) {
+	if err := ns.Validate(); err != nil {
+		return 0, err
+	}
+	if err := validateUpdates(updates); err != nil {
+		return 0, fmt.Errorf("apply to %s: %w", ns, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, ok := m.gens[ns]
+	if !ok {
+		return 0, fmt.Errorf("apply to %s: %w", ns, ErrNoCheckpoint)
+	}
+	applied := 0
+	for _, u := range updates {
+		if u.Pos.Compare(g.cp) <= 0 {
+			continue
+		}
+		for _, op := range u.Batch.ops {
+			g.apply(op)
+		}
+		g.cp = u.Pos
+		applied++
+	}
+	return applied, nil
+}
+
+// apply performs one validated operation; it cannot fail.
+func (g *memGen) apply(op Op) {
+	switch op.Kind {
+	case OpPut:
+		g.values[op.Key] = append([]byte{}, op.Value...)
+	case OpDelete:
+		delete(g.values, op.Key)
+	case OpIndexAdd:
+		t, ok := g.indexes[op.Key]
+		if !ok {
+			t = btree.NewOrderedG[string](btreeDegree)
+			g.indexes[op.Key] = t
+		}
+		t.ReplaceOrInsert(op.Member)
+	case OpIndexRemove:
+		if t, ok := g.indexes[op.Key]; ok {
+			t.Delete(op.Member)
+			if t.Len() == 0 {
+				delete(g.indexes, op.Key) // as in Redis, an empty index does not exist
+			}
+		}
+	case OpDeleteIndex:
+		delete(g.indexes, op.Key)
+	}
+}
+
+// Checkpoint implements Store.
+func (m *Memory) Checkpoint(ctx context.Context, ns Namespace) (eventstore.Position, bool, error) {
+	if err := ns.Validate(); err != nil {
+		return eventstore.Position{}, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return eventstore.Position{}, false, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	g, ok := m.gens[ns]
+	if !ok {
+		return eventstore.Position{}, false, nil
+	}
+	return g.cp, true, nil
+}
+
+// Get implements Store. The value returned is a copy.
+func (m *Memory) Get(ctx context.Context, ns Namespace, key string) ([]byte, bool, error) {
+	if err := ns.Validate(); err != nil {
+		return nil, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	g, ok := m.gens[ns]
+	if !ok {
+		return nil, false, nil
+	}
+	v, ok := g.values[key]
+	if !ok {
+		return nil, false, nil
+	}
+	return append([]byte{}, v...), true, nil
+}
+
+// GetMany implements Store. The values returned are copies.
+func (m *Memory) GetMany(ctx context.Context, ns Namespace, keys []string) ([][]byte, error) {
+	if err := ns.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([][]byte, len(keys))
+	g, ok := m.gens[ns]
+	if !ok {
+		return out, nil
+	}
+	for i, k := range keys {
+		if v, ok := g.values[k]; ok {
+			out[i] = append([]byte{}, v...)
+		}
+	}
+	return out, nil
+}
+
+// Range implements Store.
+func (m *Memory) Range(ctx context.Context, ns Namespace, index, after string, limit int) ([]string, error) {
+	if err := validateRange(ns, index, limit); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	g, ok := m.gens[ns]
+	if !ok {
+		return nil, nil
+	}
+	t, ok := g.indexes[index]
+	if !ok {
+		return nil, nil
+	}
+	var out []string
+	t.AscendGreaterOrEqual(after, func(member string) bool {
+		if member == after {
+			return true
+		}
+		out = append(out, member)
+		return len(out) < limit
+	})
+	return out, nil
+}
+
+func validateRange(ns Namespace, index string, limit int) error {
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	if index == "" {
+		return fmt.Errorf("%w: empty index name", ErrInvalid)
+	}
+	if limit <= 0 {
+		return fmt.Errorf("%w: range limit %d is not positive", ErrInvalid, limit)
+	}
+	return nil
+}
+
+// SetActive implements Store.
+func (m *Memory) SetActive(ctx context.Context, ns Namespace) error {
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.gens[ns]; !ok {
+		return fmt.Errorf("set active %s: %w", ns, ErrNoCheckpoint)
+	}
+	m.active[ns.Model] = ns.Generation
+	return nil
+}
+
+// Active implements Store.
+func (m *Memory) Active(ctx context.Context, model string) (string, bool, error) {
+	if err := validateName("model", model); err != nil {
+		return "", false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return "", false, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	gen, ok := m.active[model]
+	return gen, ok, nil
+}
+
+// DropGeneration implements Store. In memory it is atomic.
+func (m *Memory) DropGeneration(ctx context.Context, ns Namespace) error {
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if gen, ok := m.active[ns.Model]; ok && gen == ns.Generation {
+		return fmt.Errorf("drop %s: %w", ns, ErrGenerationActive)
+	}
+	delete(m.gens, ns)
+	return nil
+}
+
+// CountKeys returns how many storage keys the store holds, counted as Redis would: one per
+// generation's checkpoint, value, non-empty index and active pointer. It exists for tests
+// and diagnostics.
+func (m *Memory) CountKeys(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := len(m.active)
+	for _, g := range m.gens {
+		n += 1 + len(g.values) + len(g.indexes)
+	}
+	return n, nil
+}

@@ -1,0 +1,655 @@
+package readmodel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keyledger/keyledger/eventstore"
+)
+
+// Redis is the production Store, on go-redis v9.
+//
+// # Key layout
+//
+// With the default prefix "kl", read model M, generation G:
+//
+//	kl:{M}:@active       string: the active generation of M
+//	kl:{M}:G:@cp         string: the checkpoint of G, "commit:prepare" in decimal
+//	kl:{M}:G:k:<key>     string: a value
+//	kl:{M}:G:i:<index>   sorted set, every score 0: an index (ZRANGEBYLEX order)
+//
+// The hash tag {M} puts every key of a read model — all of its generations and its active
+// pointer — in one Redis Cluster hash slot. That is what lets one Lua script apply a
+// batch with its checkpoint, switch the active generation only to a generation that
+// exists, and check "not active" before a drop, and lets ApplyMany pipeline to a single
+// node. The price: one read model cannot be spread over several cluster nodes (it must
+// fit on one, twice over during a rebuild, when two generations coexist), and a busy read
+// model loads one shard. A tag per generation ({M:G}) would let the two generations of a
+// rebuild live on different nodes but would make the switch and the drop guard
+// non-atomic; Keyledger's read models are small enough for one node.
+//
+// # Atomicity
+//
+// Apply runs one Lua script (EVALSHA, falling back to EVAL when the server has lost its
+// script cache) that reads the checkpoint, compares positions, and then either writes
+// everything or nothing. ApplyMany runs the same script over chunks of consecutive
+// updates (up to 256 updates or 2,048 operations per call), all chunks in one pipeline. Redis does not roll a script back when a command fails half-way,
+// so the batch is validated before it is sent, values and indexes live under distinct
+// sub-prefixes (no WRONGTYPE is possible), and the script checks all of its arguments
+// before its first write. Positions are compared as decimal strings (length, then
+// bytes), never as Lua numbers, which are doubles and lose precision above 2^53.
+type Redis struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+var _ Store = (*Redis)(nil)
+
+// RedisOption configures NewRedis.
+type RedisOption func(*Redis) error
+
+// WithKeyPrefix replaces the "kl" that starts every key (letters, digits, '_', '.', '-'
+// and ':'). Default "kl". Two deployments sharing one Redis must use different prefixes;
+// changing the prefix of a running deployment loses its read models (they are rebuilt).
+func WithKeyPrefix(prefix string) RedisOption {
+	return func(r *Redis) error {
+		if prefix == "" || len(prefix) > maxNameLen {
+			return fmt.Errorf("%w: key prefix %q must be 1 to %d bytes", ErrInvalid, prefix, maxNameLen)
+		}
+		if err := validateName("key prefix", strings.ReplaceAll(prefix, ":", "_")); err != nil {
+			return err
+		}
+		r.prefix = prefix
+		return nil
+	}
+}
+
+// NewRedis returns a Store on client. The client stays the caller's: NewRedis does not
+// close it. Size the client's pool for the voucher path's concurrency.
+func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: nil redis client", ErrInvalid)
+	}
+	r := &Redis{client: client, prefix: "kl"}
+	for _, o := range opts {
+		if err := o(r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Key builders: each is one concatenation, so one allocation on the lookup path.
+func (r *Redis) activeKey(model string) string { return r.prefix + ":{" + model + "}:@active" }
+func (r *Redis) genPrefix(ns Namespace) string {
+	return r.prefix + ":{" + ns.Model + "}:" + ns.Generation + ":"
+}
+func (r *Redis) cpKey(ns Namespace) string {
+	return r.prefix + ":{" + ns.Model + "}:" + ns.Generation + ":@cp"
+}
+func (r *Redis) valueKey(ns Namespace, key string) string {
+	return r.prefix + ":{" + ns.Model + "}:" + ns.Generation + ":k:" + key
+}
+func (r *Redis) indexKey(ns Namespace, index string) string {
+	return r.prefix + ":{" + ns.Model + "}:" + ns.Generation + ":i:" + index
+}
+
+// applyScript applies a run of updates, each only if its position is after the checkpoint
+// as it stands when its turn comes, and stores the last applied position; the whole run is
+// one atomic step.
+//
+// KEYS[1] is the checkpoint, KEYS[2..] one key per operation of every update, in order.
+// ARGV[1], ARGV[2]: commit and prepare the checkpoint must have reached already, or ""
+// and "" (ApplyMany's guard against applying a run whose predecessor failed). ARGV[3]: the
+// number of updates U. Then, per update, three arguments: commit, prepare, and one letter
+// per operation (p put, d delete, a index add, r index remove, x delete index). Then the
+// operands of every operation, in order: a value for p, a member for a and r.
+//
+// Reply: the number of updates applied (0 when all were at or below the checkpoint), -1
+// when the checkpoint had not reached ARGV[1..2], -2 when there is no checkpoint. Every
+// argument is checked before the first write, so a malformed call writes nothing.
+var applyScript = redis.NewScript(`
+local function cmpdec(a, b)
+  if #a ~= #b then
+    if #a < #b then return -1 end
+    return 1
+  end
+  for i = 1, #a do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then
+      if x < y then return -1 end
+      return 1
+    end
+  end
+  return 0
+end
+local function cmppos(c1, p1, c2, p2)
+  local r = cmpdec(c1, c2)
+  if r ~= 0 then return r end
+  return cmpdec(p1, p2)
+end
+local function isdec(s)
+  return type(s) == 'string' and #s >= 1 and #s <= 20 and string.match(s, '^%d+$') ~= nil
+    and (#s == 1 or string.sub(s, 1, 1) ~= '0')
+end
+local function bad(msg) return redis.error_reply('KLINVALID ' .. msg) end
+
+local n = tonumber(ARGV[3])
+if not n or n < 1 or n ~= math.floor(n) or #ARGV < 3 + 3 * n then return bad('update count') end
+if (ARGV[1] ~= '' or ARGV[2] ~= '') and not (isdec(ARGV[1]) and isdec(ARGV[2])) then
+  return bad('malformed required position')
+end
+local nops, nargs = 0, 0
+for u = 1, n do
+  local b = 3 + 3 * (u - 1)
+  if not isdec(ARGV[b + 1]) or not isdec(ARGV[b + 2]) then return bad('malformed position') end
+  if u > 1 and cmppos(ARGV[b + 1], ARGV[b + 2], ARGV[b - 2], ARGV[b - 1]) <= 0 then
+    return bad('positions out of order')
+  end
+  local ops = ARGV[b + 3]
+  if string.find(ops, '[^pdarx]') then return bad('unknown operation') end
+  nops = nops + #ops
+  local _, k = string.gsub(ops, '[par]', '')
+  nargs = nargs + k
+end
+if #KEYS ~= 1 + nops then return bad(#KEYS .. ' keys for ' .. nops .. ' operations') end
+if #ARGV ~= 3 + 3 * n + nargs then return bad(#ARGV .. ' arguments') end
+
+local cur = redis.call('GET', KEYS[1])
+if not cur then return -2 end
+local cc, cp = string.match(cur, '^(%d+):(%d+)$')
+if not cc or not isdec(cc) or not isdec(cp) then
+  return redis.error_reply('KLCORRUPT checkpoint ' .. KEYS[1] .. ' holds ' .. string.sub(cur, 1, 60))
+end
+if ARGV[1] ~= '' and cmppos(cc, cp, ARGV[1], ARGV[2]) < 0 then return -1 end
+
+local k, a, applied = 2, 4 + 3 * n, 0
+for u = 1, n do
+  local b = 3 + 3 * (u - 1)
+  local ops = ARGV[b + 3]
+  if cmppos(ARGV[b + 1], ARGV[b + 2], cc, cp) > 0 then
+    for i = 1, #ops do
+      local o = string.sub(ops, i, i)
+      if o == 'p' then
+        redis.call('SET', KEYS[k], ARGV[a])
+        a = a + 1
+      elseif o == 'd' then
+        redis.call('DEL', KEYS[k])
+      elseif o == 'a' then
+        redis.call('ZADD', KEYS[k], 0, ARGV[a])
+        a = a + 1
+      elseif o == 'r' then
+        redis.call('ZREM', KEYS[k], ARGV[a])
+        a = a + 1
+      else
+        redis.call('UNLINK', KEYS[k])
+      end
+      k = k + 1
+    end
+    cc, cp = ARGV[b + 1], ARGV[b + 2]
+    applied = applied + 1
+  else
+    k = k + #ops
+    local _, skip = string.gsub(ops, '[par]', '')
+    a = a + skip
+  end
+end
+if applied > 0 then redis.call('SET', KEYS[1], cc .. ':' .. cp) end
+return applied
+`)
+
+// setActiveScript: KEYS[1] the active pointer, KEYS[2] the generation's checkpoint,
+// ARGV[1] the generation.
+var setActiveScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 0 then return 'nocp' end
+redis.call('SET', KEYS[1], ARGV[1])
+return 'ok'
+`)
+
+// dropGuardScript: KEYS[1] the active pointer, KEYS[2] the generation's checkpoint,
+// ARGV[1] the generation. It deletes the checkpoint unless the generation is active, so
+// that no Apply or SetActive can touch the generation afterwards.
+var dropGuardScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 'active' end
+redis.call('DEL', KEYS[2])
+return 'ok'
+`)
+
+// InitGeneration implements Store.
+func (r *Redis) InitGeneration(ctx context.Context, ns Namespace) error {
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	if err := r.client.SetNX(ctx, r.cpKey(ns), "0:0", 0).Err(); err != nil {
+		return unavailable("init "+ns.String(), err)
+	}
+	return nil
+}
+
+// Apply implements Store: one EVALSHA (EVAL if the server lost its script cache).
+func (r *Redis) Apply(ctx context.Context, ns Namespace, pos eventstore.Position, batch Batch) (bool, error) {
+	if err := ns.Validate(); err != nil {
+		return false, err
+	}
+	if err := batch.Validate(); err != nil {
+		return false, fmt.Errorf("apply to %s at %s: %w", ns, pos, err)
+	}
+	what := fmt.Sprintf("apply to %s at %s", ns, pos)
+	keys, args := r.scriptArgs(ns, nil, []Update{{Pos: pos, Batch: batch}})
+	n, err := applyScript.Run(ctx, r.client, keys, args...).Int()
+	if err != nil {
+		return false, scriptError(what, err)
+	}
+	switch n {
+	case 0, 1:
+		return n == 1, nil
+	case -2:
+		return false, fmt.Errorf("%s: %w", what, ErrNoCheckpoint)
+	default:
+		return false, fmt.Errorf("%s: %w: unexpected script reply %d", what, ErrUnavailable, n)
+	}
+}
+
+// Limits of one script call of ApplyMany. Larger calls amortise the script's overhead
+// better but block the server longer; at these sizes one call takes about a millisecond.
+const (
+	chunkMaxOps     = 2048
+	chunkMaxUpdates = 256
+)
+
+// maxApplyAttempts bounds the rounds of ApplyMany (a round is retried only after the
+// server lost its script cache).
+const maxApplyAttempts = 3
+
+// ApplyMany implements Store. It cuts the run into chunks of consecutive updates (each
+// chunk one atomic script call, so stronger than the contract's per-update atomicity) and
+// sends all chunks in one pipeline. Each chunk after the first carries the position its
+// predecessor ends at and is refused unless the checkpoint reached it, so a chunk that
+// failed (the server lost its script cache: a restart, SCRIPT FLUSH) cannot be overtaken
+// by the next; the failed chunks are sent again after loading the script.
+func (r *Redis) ApplyMany(ctx context.Context, ns Namespace, updates []Update) (int, error) {
+	if err := ns.Validate(); err != nil {
+		return 0, err
+	}
+	if err := validateUpdates(updates); err != nil {
+		return 0, fmt.Errorf("apply to %s: %w", ns, err)
+	}
+	if len(updates) == 0 {
+		return 0, nil
+	}
+	chunks := chunkUpdates(updates)
+	pending := make([]int, len(chunks))
+	for i := range pending {
+		pending[i] = i
+	}
+	applied := 0
+	for attempt := 1; ; attempt++ {
+		pipe := r.client.Pipeline()
+		cmds := make([]*redis.Cmd, len(pending))
+		for j, c := range pending {
+			var after *eventstore.Position
+			if c > 0 {
+				prev := chunks[c-1]
+				after = &prev[len(prev)-1].Pos
+			}
+			keys, args := r.scriptArgs(ns, after, chunks[c])
+			cmds[j] = applyScript.EvalSha(ctx, pipe, keys, args...)
+		}
+		_, _ = pipe.Exec(ctx) // each command's own error is inspected below
+		var retry []int
+		noScript := false
+		for j, c := range pending {
+			what := fmt.Sprintf("apply to %s at %s..%s", ns, chunks[c][0].Pos, chunks[c][len(chunks[c])-1].Pos)
+			n, err := cmds[j].Int()
+			switch {
+			case err != nil && redis.HasErrorPrefix(err, "NOSCRIPT"):
+				noScript = true
+				retry = append(retry, c)
+			case err != nil:
+				return applied, scriptError(what, err)
+			case n >= 0 && n <= len(chunks[c]):
+				applied += n
+			case n == -1:
+				retry = append(retry, c)
+			case n == -2:
+				return applied, fmt.Errorf("%s: %w", what, ErrNoCheckpoint)
+			default:
+				return applied, fmt.Errorf("%s: %w: unexpected script reply %d", what, ErrUnavailable, n)
+			}
+		}
+		if len(retry) == 0 {
+			return applied, nil
+		}
+		if !noScript {
+			// A predecessor was neither applied nor skipped, yet no command failed: the
+			// checkpoint moved backwards under us (a drop and re-init mid-pipeline).
+			return applied, fmt.Errorf("apply to %s at %s: %w: checkpoint moved backwards during the pipeline", ns, chunks[retry[0]][0].Pos, ErrCorrupt)
+		}
+		if attempt == maxApplyAttempts {
+			return applied, fmt.Errorf("apply to %s: %w: script cache lost %d times in a row", ns, ErrUnavailable, attempt)
+		}
+		if err := applyScript.Load(ctx, r.client).Err(); err != nil {
+			return applied, unavailable("load apply script", err)
+		}
+		pending = retry
+	}
+}
+
+// chunkUpdates cuts updates into runs of at most chunkMaxUpdates updates and, unless a
+// single update is larger, chunkMaxOps operations.
+func chunkUpdates(updates []Update) [][]Update {
+	var chunks [][]Update
+	start, ops := 0, 0
+	for i, u := range updates {
+		n := u.Batch.Len()
+		if i > start && (i-start == chunkMaxUpdates || ops+n > chunkMaxOps) {
+			chunks = append(chunks, updates[start:i])
+			start, ops = i, 0
+		}
+		ops += n
+	}
+	return append(chunks, updates[start:])
+}
+
+// scriptArgs builds the KEYS and ARGV of applyScript for validated updates.
+func (r *Redis) scriptArgs(ns Namespace, after *eventstore.Position, updates []Update) ([]string, []any) {
+	gp := r.genPrefix(ns)
+	nops := 0
+	for _, u := range updates {
+		nops += u.Batch.Len()
+	}
+	keys := make([]string, 1, 1+nops)
+	keys[0] = gp + "@cp"
+	args := make([]any, 0, 3+3*len(updates)+nops)
+	if after != nil {
+		args = append(args, strconv.FormatUint(after.Commit, 10), strconv.FormatUint(after.Prepare, 10))
+	} else {
+		args = append(args, "", "")
+	}
+	args = append(args, strconv.Itoa(len(updates)))
+	codes := make([]byte, 0, nops)
+	for _, u := range updates {
+		start := len(codes)
+		for _, op := range u.Batch.ops {
+			switch op.Kind {
+			case OpPut:
+				codes = append(codes, 'p')
+				keys = append(keys, gp+"k:"+op.Key)
+			case OpDelete:
+				codes = append(codes, 'd')
+				keys = append(keys, gp+"k:"+op.Key)
+			case OpIndexAdd:
+				codes = append(codes, 'a')
+				keys = append(keys, gp+"i:"+op.Key)
+			case OpIndexRemove:
+				codes = append(codes, 'r')
+				keys = append(keys, gp+"i:"+op.Key)
+			case OpDeleteIndex:
+				codes = append(codes, 'x')
+				keys = append(keys, gp+"i:"+op.Key)
+			}
+		}
+		args = append(args, strconv.FormatUint(u.Pos.Commit, 10), strconv.FormatUint(u.Pos.Prepare, 10), string(codes[start:]))
+	}
+	for _, u := range updates {
+		for _, op := range u.Batch.ops {
+			switch op.Kind {
+			case OpPut:
+				args = append(args, op.Value)
+			case OpIndexAdd, OpIndexRemove:
+				args = append(args, op.Member)
+			}
+		}
+	}
+	return keys, args
+}
+
+// Checkpoint implements Store.
+func (r *Redis) Checkpoint(ctx context.Context, ns Namespace) (eventstore.Position, bool, error) {
+	if err := ns.Validate(); err != nil {
+		return eventstore.Position{}, false, err
+	}
+	s, err := r.client.Get(ctx, r.cpKey(ns)).Result()
+	if errors.Is(err, redis.Nil) {
+		return eventstore.Position{}, false, nil
+	}
+	if err != nil {
+		return eventstore.Position{}, false, unavailable("checkpoint of "+ns.String(), err)
+	}
+	pos, err := parseCheckpoint(s)
+	if err != nil {
+		return eventstore.Position{}, false, fmt.Errorf("checkpoint of %s: %w", ns, err)
+	}
+	return pos, true, nil
+}
+
+func parseCheckpoint(s string) (eventstore.Position, error) {
+	c, p, ok := strings.Cut(s, ":")
+	commit, err1 := strconv.ParseUint(c, 10, 64)
+	prepare, err2 := strconv.ParseUint(p, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return eventstore.Position{}, fmt.Errorf("%w: malformed checkpoint %q", ErrCorrupt, s)
+	}
+	return eventstore.Position{Commit: commit, Prepare: prepare}, nil
+}
+
+// Get implements Store: one GET.
+func (r *Redis) Get(ctx context.Context, ns Namespace, key string) ([]byte, bool, error) {
+	if err := ns.Validate(); err != nil {
+		return nil, false, err
+	}
+	v, err := r.client.Get(ctx, r.valueKey(ns, key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, unavailable("get from "+ns.String(), err)
+	}
+	return v, true, nil
+}
+
+// GetMany implements Store: one MGET.
+func (r *Redis) GetMany(ctx context.Context, ns Namespace, keys []string) ([][]byte, error) {
+	if err := ns.Validate(); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	gp := r.genPrefix(ns)
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = gp + "k:" + k
+	}
+	vals, err := r.client.MGet(ctx, full...).Result()
+	if err != nil {
+		return nil, unavailable("get many from "+ns.String(), err)
+	}
+	if len(vals) != len(keys) {
+		return nil, fmt.Errorf("%w: get many from %s: %d replies for %d keys", ErrUnavailable, ns, len(vals), len(keys))
+	}
+	for i, v := range vals {
+		switch v := v.(type) {
+		case nil:
+		case string:
+			out[i] = []byte(v)
+		default:
+			return nil, fmt.Errorf("%w: get many from %s: unexpected reply type %T", ErrUnavailable, ns, v)
+		}
+	}
+	return out, nil
+}
+
+// Range implements Store: one ZRANGEBYLEX.
+func (r *Redis) Range(ctx context.Context, ns Namespace, index, after string, limit int) ([]string, error) {
+	if err := validateRange(ns, index, limit); err != nil {
+		return nil, err
+	}
+	lo := "-"
+	if after != "" {
+		lo = "(" + after
+	}
+	members, err := r.client.ZRangeByLex(ctx, r.indexKey(ns, index), &redis.ZRangeBy{
+		Min: lo, Max: "+", Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, unavailable("range over "+ns.String(), err)
+	}
+	return members, nil
+}
+
+// SetActive implements Store.
+func (r *Redis) SetActive(ctx context.Context, ns Namespace) error {
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	res, err := setActiveScript.Run(ctx, r.client, []string{r.activeKey(ns.Model), r.cpKey(ns)}, ns.Generation).Text()
+	if err != nil {
+		return scriptError("set active "+ns.String(), err)
+	}
+	if res == "nocp" {
+		return fmt.Errorf("set active %s: %w", ns, ErrNoCheckpoint)
+	}
+	return nil
+}
+
+// Active implements Store.
+func (r *Redis) Active(ctx context.Context, model string) (string, bool, error) {
+	if err := validateName("model", model); err != nil {
+		return "", false, err
+	}
+	gen, err := r.client.Get(ctx, r.activeKey(model)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, unavailable("active generation of "+model, err)
+	}
+	return gen, true, nil
+}
+
+// scanCount is the COUNT hint of SCAN, and so roughly the size of each UNLINK.
+const scanCount = 1000
+
+// DropGeneration implements Store: a guard script deletes the checkpoint unless the
+// generation is active, then SCAN + UNLINK remove the rest in batches, on every master of
+// a cluster. SCAN walks the whole keyspace, so a drop costs time in proportion to the
+// database, not to the generation.
+func (r *Redis) DropGeneration(ctx context.Context, ns Namespace) error {
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	what := "drop " + ns.String()
+	res, err := dropGuardScript.Run(ctx, r.client, []string{r.activeKey(ns.Model), r.cpKey(ns)}, ns.Generation).Text()
+	if err != nil {
+		return scriptError(what, err)
+	}
+	if res == "active" {
+		return fmt.Errorf("%s: %w", what, ErrGenerationActive)
+	}
+	pattern := r.genPrefix(ns) + "*"
+	err = r.eachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, pattern, scanCount).Result()
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				if err := c.Unlink(ctx, keys...).Err(); err != nil {
+					return err
+				}
+			}
+			if next == 0 {
+				return nil
+			}
+			cursor = next
+		}
+	})
+	if err != nil {
+		return unavailable(what, err)
+	}
+	return nil
+}
+
+// CountKeys returns how many keys under the store's prefix exist, on every node. It scans
+// the whole keyspace: for tests and diagnostics, never for a request path.
+func (r *Redis) CountKeys(ctx context.Context) (int, error) {
+	var n int
+	pattern := r.prefix + ":*"
+	err := r.eachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, pattern, scanCount).Result()
+			if err != nil {
+				return err
+			}
+			n += len(keys)
+			if next == 0 {
+				return nil
+			}
+			cursor = next
+		}
+	})
+	if err != nil {
+		return 0, unavailable("count keys", err)
+	}
+	return n, nil
+}
+
+// eachNode runs fn on every node that holds keys — each master of a cluster, each shard
+// of a ring, or the client itself — one node after the other.
+func (r *Redis) eachNode(ctx context.Context, fn func(context.Context, redis.Cmdable) error) error {
+	var (
+		mu    sync.Mutex
+		nodes []*redis.Client
+	)
+	collect := func(_ context.Context, n *redis.Client) error {
+		mu.Lock() // the ForEach helpers call back concurrently
+		defer mu.Unlock()
+		nodes = append(nodes, n)
+		return nil
+	}
+	switch c := r.client.(type) {
+	case *redis.ClusterClient:
+		if err := c.ForEachMaster(ctx, collect); err != nil {
+			return err
+		}
+	case *redis.Ring:
+		if err := c.ForEachShard(ctx, collect); err != nil {
+			return err
+		}
+	default:
+		return fn(ctx, r.client)
+	}
+	for _, n := range nodes {
+		if err := fn(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unavailable wraps a transport or server failure.
+func unavailable(what string, err error) error {
+	return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
+}
+
+// scriptError maps the errors our scripts raise to the package's errors.
+func scriptError(what string, err error) error {
+	switch {
+	case redis.HasErrorPrefix(err, "KLCORRUPT"):
+		return fmt.Errorf("%s: %w: %w", what, ErrCorrupt, err)
+	case redis.HasErrorPrefix(err, "KLINVALID"):
+		return fmt.Errorf("%s: %w: %w", what, ErrInvalid, err)
+	default:
+		return unavailable(what, err)
+	}
+}
