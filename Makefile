@@ -2,7 +2,7 @@
 GO              ?= go
 STATICCHECK     ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCH_COUNT     ?= 5
-BENCH_PKGS      ?= ./eventstore/embedded/
+BENCH_PKGS      ?= ./eventstore/embedded/ ./projections/readmodel/
 BIN             := bin/keyledger
 
 .PHONY: run build test lint bench clean
