@@ -197,3 +197,24 @@ func TestOrphanedKidReservationIsTakenOverAfterGrace(t *testing.T) {
 		t.Fatalf("repeat claim: %v", err)
 	}
 }
+
+// Ids that could not have been registered resolve to an actor without roles, whatever
+// stream their concatenation would name.
+func TestResolveActorRefusesIDsThatCouldCollide(t *testing.T) {
+	s, _, _ := newService(t)
+	ctx := context.Background()
+	admin := setupTenant(t, s, "a")
+	if _, err := s.RegisterUser(ctx, admin, "b", "B", []string{"admin"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []Principal{{Tenant: "a", Subject: "b"}, {Tenant: "a/b", Subject: ""}, {Tenant: "a", Subject: "b/"}} {
+		a, err := s.ResolveActor(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := p.Tenant == "a" && p.Subject == "b"
+		if a.Roles.Has(domain.RoleAdmin) != want {
+			t.Errorf("%+v resolved to roles %v", p, a.Roles)
+		}
+	}
+}

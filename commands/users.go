@@ -25,11 +25,16 @@ func (s *Service) ResolveActor(ctx context.Context, p Principal) (domain.Actor, 
 	if p.Operator {
 		return domain.Actor{ID: p.Subject, Kind: eventstore.ActorOperator, Tenant: p.Tenant, Operator: true}, nil
 	}
+	a := domain.Actor{ID: p.Subject, Kind: eventstore.ActorUser, Tenant: p.Tenant}
+	if !domain.ValidID(p.Tenant) || !domain.ValidID(p.Subject) {
+		// Never build a stream name from ids that could not have been registered ('/'
+		// would let "a"+"b/c" and "a/b"+"c" name the same stream).
+		return a, nil
+	}
 	u, _, _, err := get(ctx, s, user.StreamName(p.Tenant, p.Subject), user.Codec, user.New(p.Tenant, p.Subject))
 	if err != nil {
 		return domain.Actor{}, err
 	}
-	a := domain.Actor{ID: p.Subject, Kind: eventstore.ActorUser, Tenant: p.Tenant}
 	if u.Exists() {
 		a.Roles = u.Roles()
 	}
