@@ -117,7 +117,10 @@ func (s *Server) getEService(c echo.Context) error {
 	return c.JSON(http.StatusOK, eserviceView(e))
 }
 
-func (s *Server) eserviceAction(do func(*commands.Service, echoCtx, commands.Meta, string) (commands.Result, error)) echo.HandlerFunc {
+// stateAction serves a bodiless state change (suspend, activate, archive) on the
+// resource named by :id, answering with the resource as reloaded by reply.
+func (s *Server) stateAction(do func(*commands.Service, echoCtx, commands.Meta, string) (commands.Result, error),
+	reply func(echo.Context, commands.Result, int, string) error) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		m, err := commandMeta(c)
 		if err != nil {
@@ -127,8 +130,12 @@ func (s *Server) eserviceAction(do func(*commands.Service, echoCtx, commands.Met
 		if err != nil {
 			return err
 		}
-		return s.eserviceAnswer(c, res, http.StatusOK, "")
+		return reply(c, res, http.StatusOK, "")
 	}
+}
+
+func (s *Server) eserviceAction(do func(*commands.Service, echoCtx, commands.Meta, string) (commands.Result, error)) echo.HandlerFunc {
+	return s.stateAction(do, s.eserviceAnswer)
 }
 
 func (s *Server) eserviceHistory(c echo.Context) error {
@@ -197,17 +204,7 @@ func (s *Server) getPurpose(c echo.Context) error {
 }
 
 func (s *Server) purposeAction(do func(*commands.Service, echoCtx, commands.Meta, string) (commands.Result, error)) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		m, err := commandMeta(c)
-		if err != nil {
-			return err
-		}
-		res, err := do(s.deps.Commands, c.Request().Context(), m, c.Param("id"))
-		if err != nil {
-			return err
-		}
-		return s.purposeAnswer(c, res, http.StatusOK, "")
-	}
+	return s.stateAction(do, s.purposeAnswer)
 }
 
 func (s *Server) purposeHistory(c echo.Context) error {
