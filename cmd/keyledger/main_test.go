@@ -157,7 +157,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if code, body := get("/healthz"); code != 200 {
 		t.Fatalf("healthz %d %s", code, body)
 	}
-	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, `"eventstore":"ok"`) {
+	if code, body := get("/readyz"); code != 200 || !strings.Contains(body, `"eventstore":"ok"`) || !strings.Contains(body, `"projections":"ok"`) {
 		t.Fatalf("readyz %d %s", code, body)
 	}
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "keyledger_eventstore_appends_total") && !strings.Contains(body, "keyledger_eventstore_events_appended_total") {

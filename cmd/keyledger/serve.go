@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -18,6 +19,9 @@ import (
 	"github.com/keyledger/keyledger/commands"
 	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/eventstore/storemetrics"
+	"github.com/keyledger/keyledger/projections/models"
+	"github.com/keyledger/keyledger/projections/readmodel"
+	"github.com/keyledger/keyledger/projections/source"
 )
 
 func serveCmd(e *env) *cobra.Command {
@@ -51,6 +55,7 @@ func serve(ctx context.Context, e *env, hooks serveHooks) error {
 	}()
 
 	checks := []api.ReadyCheck{{Name: "eventstore", Pinger: store}}
+	var rmStore readmodel.Store = readmodel.NewMemory()
 	if e.cfg.RedisURL != "" {
 		rdb, err := openRedis(e.cfg.RedisURL)
 		if err != nil {
@@ -58,7 +63,16 @@ func serve(ctx context.Context, e *env, hooks serveHooks) error {
 		}
 		defer rdb.Close()
 		checks = append(checks, api.ReadyCheck{Name: "redis", Pinger: redisPinger{rdb}})
+		if rmStore, err = readmodel.NewRedis(rdb); err != nil {
+			return fmt.Errorf("read models: %w", err)
+		}
 	}
+	projector, err := startProjections(ctx, store, rmStore, log)
+	if err != nil {
+		return err
+	}
+	defer projector.Close()
+	checks = append(checks, api.ReadyCheck{Name: "projections", Pinger: healthPinger(projector.Healthy)})
 	verifier, err := auth.New(ctx, auth.Config{Issuer: e.cfg.UserIssuer, JWKSURL: e.cfg.UserJWKSURL,
 		JWKSFile: e.cfg.UserJWKSFile, DataDir: e.cfg.DataDir, Logger: log})
 	if err != nil {
@@ -128,3 +142,28 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheu
 	}
 	return storemetrics.Wrap(s, reg), nil
 }
+
+// startProjections runs the read-model projections (the voucher entries and keys by kid)
+// from their checkpoints, in the background, until ctx ends or Close.
+func startProjections(ctx context.Context, store eventstore.Store, rm readmodel.Store, log *slog.Logger) (*source.Router, error) {
+	ns := models.DefaultNamespaces()
+	r, err := source.NewRouter(source.RouterConfig{Store: store, Checkpoint: models.Checkpoint(rm, ns),
+		Logger: watermill.NewSlogLogger(log.With("component", "projections"))})
+	if err != nil {
+		return nil, fmt.Errorf("projections: %w", err)
+	}
+	if err := models.Register(r, rm, ns); err != nil {
+		return nil, fmt.Errorf("projections: %w", err)
+	}
+	go func() {
+		if err := r.Run(ctx); err != nil {
+			log.Error("projections stopped", "error", err.Error())
+		}
+	}()
+	return r, nil
+}
+
+// healthPinger adapts a health function to api.Pinger.
+type healthPinger func() error
+
+func (h healthPinger) Ping(context.Context) error { return h() }
