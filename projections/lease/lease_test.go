@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keyledger/keyledger/internal/redistest"
 	"github.com/keyledger/keyledger/projections/lease"
 )
 
@@ -264,7 +265,7 @@ func receive[T any](t *testing.T, ch <-chan T, what string) T {
 func TestRunHandsOverWhenLeaderCrashes(t *testing.T) {
 	var crashed atomic.Bool
 	ca, prefix := newClient(t, crashHook{&crashed})
-	o := *needRedis(t)
+	o := *redistest.Options(t)
 	cb := redis.NewClient(&o)
 	defer cb.Close()
 

@@ -11,12 +11,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/internal/redistest"
 	"github.com/keyledger/keyledger/projections/readmodel"
 	"github.com/keyledger/keyledger/projections/readmodel/readmodeltest"
 )
 
 func TestRedis(t *testing.T) {
-	needRedis(t)
+	redistest.Options(t)
 	readmodeltest.Run(t, func(t *testing.T) readmodel.Store {
 		s, _, _ := newRedisStore(t)
 		return s
@@ -127,8 +128,8 @@ func TestRedisDataLoss(t *testing.T) {
 // TestRedisScriptCacheLoss: EVALSHA falls back when the server forgot the script, for one
 // Apply and for a pipelined ApplyMany.
 func TestRedisScriptCacheLoss(t *testing.T) {
-	needRedis(t)
-	if !testRedis.own {
+	redistest.Options(t)
+	if !redistest.Own() {
 		t.Skip("SCRIPT FLUSH only on the throwaway redis-server")
 	}
 	ctx := testCtx(t)
@@ -256,7 +257,7 @@ func TestRedisScriptRequiredPosition(t *testing.T) {
 
 func TestRedisUnavailable(t *testing.T) {
 	ctx := testCtx(t)
-	port, err := freePort()
+	port, err := redistest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
