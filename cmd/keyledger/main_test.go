@@ -209,10 +209,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 
 // TestBinarySIGTERM builds the real binary, starts it, and stops it with SIGTERM.
 func TestBinarySIGTERM(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "keyledger")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "serve")

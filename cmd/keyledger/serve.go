@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/keyledger/keyledger/api"
@@ -19,9 +19,8 @@ import (
 	"github.com/keyledger/keyledger/commands"
 	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/eventstore/storemetrics"
-	"github.com/keyledger/keyledger/projections/models"
 	"github.com/keyledger/keyledger/projections/readmodel"
-	"github.com/keyledger/keyledger/projections/source"
+	"github.com/keyledger/keyledger/projections/runner"
 )
 
 func serveCmd(e *env) *cobra.Command {
@@ -56,23 +55,36 @@ func serve(ctx context.Context, e *env, hooks serveHooks) error {
 
 	checks := []api.ReadyCheck{{Name: "eventstore", Pinger: store}}
 	var rmStore readmodel.Store = readmodel.NewMemory()
+	var rdb redis.UniversalClient
 	if e.cfg.RedisURL != "" {
-		rdb, err := openRedis(e.cfg.RedisURL)
+		c, err := openRedis(e.cfg.RedisURL)
 		if err != nil {
 			return err
 		}
-		defer rdb.Close()
-		checks = append(checks, api.ReadyCheck{Name: "redis", Pinger: redisPinger{rdb}})
-		if rmStore, err = readmodel.NewRedis(rdb); err != nil {
+		defer c.Close()
+		rdb = c
+		checks = append(checks, api.ReadyCheck{Name: "redis", Pinger: redisPinger{c}})
+		if rmStore, err = readmodel.NewRedis(c); err != nil {
 			return fmt.Errorf("read models: %w", err)
 		}
 	}
-	projector, err := startProjections(ctx, store, rmStore, log)
+	projections, err := runner.New(runner.Config{Events: store, Store: rmStore, Redis: rdb, Logger: log, Registerer: reg})
 	if err != nil {
-		return err
+		return fmt.Errorf("projections: %w", err)
 	}
-	defer projector.Close()
-	checks = append(checks, api.ReadyCheck{Name: "projections", Pinger: healthPinger(projector.Healthy)})
+	pctx, stopProjections := context.WithCancel(context.WithoutCancel(ctx))
+	projected := make(chan struct{})
+	go func() {
+		defer close(projected)
+		_ = projections.Run(pctx)
+	}()
+	// Projections stop after the HTTP server (requests in flight may wait for them) and
+	// before the event store closes.
+	defer func() {
+		stopProjections()
+		<-projected
+	}()
+	checks = append(checks, api.ReadyCheck{Name: "projections", Pinger: healthPinger(projections.Healthy)})
 	verifier, err := auth.New(ctx, auth.Config{Issuer: e.cfg.UserIssuer, JWKSURL: e.cfg.UserJWKSURL,
 		JWKSFile: e.cfg.UserJWKSFile, DataDir: e.cfg.DataDir, Logger: log})
 	if err != nil {
@@ -141,26 +153,6 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheu
 		return nil, err
 	}
 	return storemetrics.Wrap(s, reg), nil
-}
-
-// startProjections runs the read-model projections (the voucher entries and keys by kid)
-// from their checkpoints, in the background, until ctx ends or Close.
-func startProjections(ctx context.Context, store eventstore.Store, rm readmodel.Store, log *slog.Logger) (*source.Router, error) {
-	ns := models.DefaultNamespaces()
-	r, err := source.NewRouter(source.RouterConfig{Store: store, Checkpoint: models.Checkpoint(rm, ns),
-		Logger: watermill.NewSlogLogger(log.With("component", "projections"))})
-	if err != nil {
-		return nil, fmt.Errorf("projections: %w", err)
-	}
-	if err := models.Register(r, rm, ns); err != nil {
-		return nil, fmt.Errorf("projections: %w", err)
-	}
-	go func() {
-		if err := r.Run(ctx); err != nil {
-			log.Error("projections stopped", "error", err.Error())
-		}
-	}()
-	return r, nil
 }
 
 // healthPinger adapts a health function to api.Pinger.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+
 	"github.com/keyledger/keyledger/domain/client"
 	"github.com/keyledger/keyledger/domain/keychain"
 	"github.com/keyledger/keyledger/domain/keyring"
@@ -78,16 +80,20 @@ func LookupKey(ctx context.Context, store readmodel.Store, ns readmodel.Namespac
 	return e, true, nil
 }
 
-// RegisterKeys adds the keys read model to r as the group KeysGroup, reading the client
-// and keychain streams, writing into ns.
-func RegisterKeys(r *source.Router, store readmodel.Store, ns readmodel.Namespace) error {
-	if err := ns.Validate(); err != nil {
-		return err
-	}
-	m := keysModel{projector{store: store, ns: ns}}
+// Keys is the keys-by-kid read model: the group KeysGroup reads the client and keychain
+// streams.
+var Keys = Definition{
+	Model:    KeysModel,
+	Version:  KeysVersion,
+	Group:    KeysGroup,
+	Filter:   eventstore.Filter{StreamPrefixes: []string{client.StreamName(""), keychain.StreamName("")}},
+	Handlers: keysHandlers,
+}
+
+func keysHandlers(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandler {
+	m := keysModel{projector{store: deps.Store, ns: ns}}
 	p := m.p
-	return r.AddGroup(KeysGroup,
-		eventstore.Filter{StreamPrefixes: []string{client.StreamName(""), keychain.StreamName("")}},
+	return []cqrs.GroupEventHandler{
 		on(p, func(_ context.Context, _ source.Event, e *client.Created, b *readmodel.Batch) error {
 			return put(b, ownerKey(OwnerClient, e.ID), ownerRec{Tenant: e.Tenant})
 		}),
@@ -120,7 +126,7 @@ func RegisterKeys(r *source.Router, store readmodel.Store, ns readmodel.Namespac
 		skip[keychain.MemberRemoved](p),
 		skip[keychain.EServiceAdded](p),
 		skip[keychain.EServiceRemoved](p),
-	)
+	}
 }
 
 type keysModel struct{ p projector }

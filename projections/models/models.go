@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
@@ -48,14 +49,75 @@ func DefaultNamespaces() Namespaces {
 	}
 }
 
-// Register adds both read models to r (before r.Run). The router's Checkpoint must be
-// Checkpoint(store, ns), with RouterConfig.Topic left at its default (topic = group).
+// Register adds the voucher and keys read models to r (before r.Run). The router's
+// Checkpoint must be Checkpoint(store, ns), with RouterConfig.Topic left at its default
+// (topic = group).
 func Register(r *source.Router, store readmodel.Store, ns Namespaces) error {
-	if err := RegisterVoucher(r, store, ns.Voucher); err != nil {
+	if err := Voucher.Register(r, Deps{Store: store}, ns.Voucher); err != nil {
 		return err
 	}
-	return RegisterKeys(r, store, ns.Keys)
+	return Keys.Register(r, Deps{Store: store}, ns.Keys)
 }
+
+// Deps are what a read model's handlers use.
+type Deps struct {
+	// Store holds the read model's data (required).
+	Store readmodel.Store
+	// Events is the event log, for handlers that load an aggregate's stream (the
+	// directory model); the others ignore it.
+	Events eventstore.Store
+}
+
+// Definition describes one read model to whoever runs it (the projection runner, a
+// rebuild, a test): its names, the streams it reads and its handlers.
+type Definition struct {
+	// Model is the readmodel.Namespace model name (a constant: renaming it loses the data).
+	Model string
+	// Version is the model's version constant: bump it whenever the stored layout or
+	// meaning changes, and the model is rebuilt into a new generation. Generations of
+	// this version are named Version or Version + "-" + something.
+	Version string
+	// Group is the router's handler group (a constant, as the issue requires).
+	Group string
+	// Filter selects the streams the model reads.
+	Filter eventstore.Filter
+	// Handlers returns the group's handlers writing into ns through deps. Each call
+	// returns fresh handlers (they may keep per-instance caches).
+	Handlers func(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandler
+}
+
+// Register adds the model to r as its handler group, writing into ns.
+func (d Definition) Register(r *source.Router, deps Deps, ns readmodel.Namespace) error {
+	if ns.Model != d.Model {
+		return fmt.Errorf("models: namespace %s is not of model %s", ns, d.Model)
+	}
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	if deps.Store == nil {
+		return fmt.Errorf("models: %s: no read-model store", d.Model)
+	}
+	return r.AddGroup(d.Group, d.Filter, d.Handlers(deps, ns)...)
+}
+
+// EventTypes returns the store types of the events the model's handlers apply: only
+// those move its checkpoint (the router acks the others of its streams untouched).
+func (d Definition) EventTypes() map[string]bool {
+	out := map[string]bool{}
+	m := source.Marshaler()
+	for _, h := range d.Handlers(Deps{}, readmodel.Namespace{Model: d.Model, Generation: d.Version}) {
+		out[m.Name(h.NewEvent())] = true
+	}
+	return out
+}
+
+// OwnsGeneration reports whether gen is a generation of this model's version.
+func (d Definition) OwnsGeneration(gen string) bool {
+	return gen == d.Version || strings.HasPrefix(gen, d.Version+"-")
+}
+
+// All returns every read model, in the order the runner starts them.
+func All() []Definition { return []Definition{Voucher, Keys} }
 
 // ErrCheckpointLost is returned by the Checkpoint function when a generation that is the
 // active one of its model has no checkpoint: its data was lost (a Redis flush or a restart

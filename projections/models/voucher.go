@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/ThreeDotsLabs/watermill/components/cqrs"
+
 	"github.com/keyledger/keyledger/domain/client"
 	"github.com/keyledger/keyledger/domain/eservice"
 	"github.com/keyledger/keyledger/domain/purpose"
@@ -164,16 +166,20 @@ func eserviceKey(id string) string        { return "eservice:" + id }
 func eservicePurposes(id string) string { return "eservice-purposes:" + id }
 func purposeClients(id string) string   { return "purpose-clients:" + id }
 
-// RegisterVoucher adds the voucher read model to r as the group VoucherGroup, reading
-// the client, purpose and e-service streams, writing into ns.
-func RegisterVoucher(r *source.Router, store readmodel.Store, ns readmodel.Namespace) error {
-	if err := ns.Validate(); err != nil {
-		return err
-	}
-	m := voucherModel{projector{store: store, ns: ns}}
+// Voucher is the voucher read model: the group VoucherGroup reads the client, purpose
+// and e-service streams.
+var Voucher = Definition{
+	Model:    VoucherModel,
+	Version:  VoucherVersion,
+	Group:    VoucherGroup,
+	Filter:   eventstore.Filter{StreamPrefixes: []string{client.StreamName(""), purpose.StreamName(""), eservice.StreamName("")}},
+	Handlers: voucherHandlers,
+}
+
+func voucherHandlers(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandler {
+	m := voucherModel{projector{store: deps.Store, ns: ns}}
 	p := m.p
-	return r.AddGroup(VoucherGroup,
-		eventstore.Filter{StreamPrefixes: []string{client.StreamName(""), purpose.StreamName(""), eservice.StreamName("")}},
+	return []cqrs.GroupEventHandler{
 		on(p, m.clientCreated),
 		on(p, m.keyUploaded),
 		on(p, m.keyDeleted),
@@ -199,7 +205,7 @@ func RegisterVoucher(r *source.Router, store readmodel.Store, ns readmodel.Names
 		on(p, func(ctx context.Context, ev source.Event, _ *eservice.Activated, b *readmodel.Batch) error {
 			return m.eserviceState(ctx, ev, EServiceActive, b)
 		}),
-	)
+	}
 }
 
 type voucherModel struct{ p projector }

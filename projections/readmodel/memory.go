@@ -3,6 +3,7 @@ package readmodel
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/google/btree"
@@ -18,6 +19,7 @@ type Memory struct {
 	mu     sync.RWMutex
 	gens   map[Namespace]*memGen
 	active map[string]string
+	fences map[string]uint64 // the greatest fencing token recorded per model
 }
 
 var _ Store = (*Memory)(nil)
@@ -33,11 +35,33 @@ const btreeDegree = 32
 
 // NewMemory returns an empty in-process store.
 func NewMemory() *Memory {
-	return &Memory{gens: make(map[Namespace]*memGen), active: make(map[string]string)}
+	return &Memory{
+		gens:   make(map[Namespace]*memGen),
+		active: make(map[string]string),
+		fences: make(map[string]uint64),
+	}
+}
+
+// stale reports whether a token greater than token was recorded for model; token 0
+// (unfenced) is never stale. The caller holds m.mu for writing.
+func (m *Memory) stale(model string, token uint64) bool {
+	return token != 0 && token < m.fences[model]
+}
+
+// recordFence records token for model once nothing can refuse the write it guards; token
+// 0 (unfenced) records nothing. The caller holds m.mu for writing.
+func (m *Memory) recordFence(model string, token uint64) {
+	if token > m.fences[model] {
+		m.fences[model] = token
+	}
 }
 
 // InitGeneration implements Store.
 func (m *Memory) InitGeneration(ctx context.Context, ns Namespace) error {
+	return m.initGeneration(ctx, ns, 0)
+}
+
+func (m *Memory) initGeneration(ctx context.Context, ns Namespace, token uint64) error {
 	if err := ns.Validate(); err != nil {
 		return err
 	}
@@ -46,6 +70,10 @@ func (m *Memory) InitGeneration(ctx context.Context, ns Namespace) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.stale(ns.Model, token) {
+		return fencedError("init "+ns.String(), token)
+	}
+	m.recordFence(ns.Model, token)
 	if _, ok := m.gens[ns]; !ok {
 		m.gens[ns] = &memGen{values: make(map[string][]byte), indexes: make(map[string]*btree.BTreeG[string])}
 	}
@@ -54,12 +82,20 @@ func (m *Memory) InitGeneration(ctx context.Context, ns Namespace) error {
 
 // Apply implements Store.
 func (m *Memory) Apply(ctx context.Context, ns Namespace, pos eventstore.Position, batch Batch) (bool, error) {
-	n, err := m.ApplyMany(ctx, ns, []Update{{Pos: pos, Batch: batch}})
+	return m.apply(ctx, ns, 0, pos, batch)
+}
+
+func (m *Memory) apply(ctx context.Context, ns Namespace, token uint64, pos eventstore.Position, batch Batch) (bool, error) {
+	n, err := m.applyMany(ctx, ns, token, []Update{{Pos: pos, Batch: batch}})
 	return n == 1, err
 }
 
 // ApplyMany implements Store. All updates are applied under one lock.
 func (m *Memory) ApplyMany(ctx context.Context, ns Namespace, updates []Update) (int, error) {
+	return m.applyMany(ctx, ns, 0, updates)
+}
+
+func (m *Memory) applyMany(ctx context.Context, ns Namespace, token uint64, updates []Update) (int, error) {
 	if err := ns.Validate(); err != nil {
 		return 0, err
 	}
@@ -71,10 +107,14 @@ func (m *Memory) ApplyMany(ctx context.Context, ns Namespace, updates []Update) 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.stale(ns.Model, token) {
+		return 0, fencedError("apply to "+ns.String(), token)
+	}
 	g, ok := m.gens[ns]
 	if !ok {
 		return 0, fmt.Errorf("apply to %s: %w", ns, ErrNoCheckpoint)
 	}
+	m.recordFence(ns.Model, token)
 	applied := 0
 	for _, u := range updates {
 		if u.Pos.Compare(g.cp) <= 0 {
@@ -220,6 +260,10 @@ func validateRange(ns Namespace, index string, limit int) error {
 
 // SetActive implements Store.
 func (m *Memory) SetActive(ctx context.Context, ns Namespace) error {
+	return m.setActive(ctx, ns, 0)
+}
+
+func (m *Memory) setActive(ctx context.Context, ns Namespace, token uint64) error {
 	if err := ns.Validate(); err != nil {
 		return err
 	}
@@ -228,9 +272,13 @@ func (m *Memory) SetActive(ctx context.Context, ns Namespace) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.stale(ns.Model, token) {
+		return fencedError("set active "+ns.String(), token)
+	}
 	if _, ok := m.gens[ns]; !ok {
 		return fmt.Errorf("set active %s: %w", ns, ErrNoCheckpoint)
 	}
+	m.recordFence(ns.Model, token)
 	m.active[ns.Model] = ns.Generation
 	return nil
 }
@@ -251,6 +299,10 @@ func (m *Memory) Active(ctx context.Context, model string) (string, bool, error)
 
 // DropGeneration implements Store. In memory it is atomic.
 func (m *Memory) DropGeneration(ctx context.Context, ns Namespace) error {
+	return m.dropGeneration(ctx, ns, 0)
+}
+
+func (m *Memory) dropGeneration(ctx context.Context, ns Namespace, token uint64) error {
 	if err := ns.Validate(); err != nil {
 		return err
 	}
@@ -259,23 +311,47 @@ func (m *Memory) DropGeneration(ctx context.Context, ns Namespace) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.stale(ns.Model, token) {
+		return fencedError("drop "+ns.String(), token)
+	}
 	if gen, ok := m.active[ns.Model]; ok && gen == ns.Generation {
 		return fmt.Errorf("drop %s: %w", ns, ErrGenerationActive)
 	}
+	m.recordFence(ns.Model, token)
 	delete(m.gens, ns)
 	return nil
 }
 
+// Generations implements Store.
+func (m *Memory) Generations(ctx context.Context, model string) ([]string, error) {
+	if err := validateName("model", model); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var gens []string
+	for ns := range m.gens {
+		if ns.Model == model {
+			gens = append(gens, ns.Generation)
+		}
+	}
+	slices.Sort(gens)
+	return gens, nil
+}
+
 // CountKeys returns how many storage keys the store holds, counted as Redis would: one per
-// generation's checkpoint, value, non-empty index and active pointer. It exists for tests
-// and diagnostics.
+// generation's checkpoint, value, non-empty index, active pointer and recorded fencing
+// token. It exists for tests and diagnostics.
 func (m *Memory) CountKeys(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	n := len(m.active)
+	n := len(m.active) + len(m.fences)
 	for _, g := range m.gens {
 		n += 1 + len(g.values) + len(g.indexes)
 	}

@@ -34,6 +34,15 @@
 // Redis a missing checkpoint means the data was flushed or lost on a restart without
 // persistence, and the projection must stop and rebuild rather than quietly re-create a
 // partial read model. Checkpoint reports such a generation as not present.
+//
+// # Fencing
+//
+// Writes to a read model must come from one projector at a time. When several processes
+// share one Redis, a lease (projections/lease) elects that projector, but a holder that
+// pauses past the lease's time-to-live can still be writing after another process took
+// over. Fenced wraps a store so that every write to one model carries the holder's
+// fencing token, and is refused with ErrFenced — in the same atomic step as the write —
+// once a greater token was recorded for the model.
 package readmodel
 
 import (
@@ -60,9 +69,13 @@ var (
 	// ErrUnavailable wraps transport failures (connection refused, timeout, dropped
 	// connection). A read that fails with it did not find "nothing": it found out nothing.
 	ErrUnavailable = errors.New("readmodel: store unavailable")
-	// ErrCorrupt means the store holds data it cannot interpret (a malformed checkpoint).
-	// The store refuses to write over it.
+	// ErrCorrupt means the store holds data it cannot interpret (a malformed checkpoint or
+	// fencing token). The store refuses to write over it.
 	ErrCorrupt = errors.New("readmodel: stored data corrupt")
+	// ErrFenced means a write carried a fencing token lower than one already recorded for
+	// the model: the writer is a stale projector (another process took the model's lease
+	// over). Nothing was written. See Fenced.
+	ErrFenced = errors.New("readmodel: stale fencing token")
 )
 
 // MaxBatchOps bounds the operations of one Batch (and of one Update of ApplyMany). A batch
@@ -99,15 +112,26 @@ func validateName(what, s string) error {
 	if s == "" || len(s) > maxNameLen {
 		return fmt.Errorf("%w: %s name %q must be 1 to %d bytes", ErrInvalid, what, s, maxNameLen)
 	}
+	if !nameChars(s) {
+		return fmt.Errorf("%w: %s name %q may hold only letters, digits, '_', '.' and '-'", ErrInvalid, what, s)
+	}
+	return nil
+}
+
+// isName reports whether validateName accepts s, without building an error.
+func isName(s string) bool { return s != "" && len(s) <= maxNameLen && nameChars(s) }
+
+// nameChars reports whether s holds only the characters of model and generation names.
+func nameChars(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '-':
 		default:
-			return fmt.Errorf("%w: %s name %q may hold only letters, digits, '_', '.' and '-'", ErrInvalid, what, s)
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
 // OpKind is the kind of one operation of a Batch.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,19 +21,24 @@ import (
 // With the default prefix "kl", read model M, generation G:
 //
 //	kl:{M}:@active       string: the active generation of M
+//	kl:{M}:@fence        string: the greatest fencing token recorded for M, in decimal
 //	kl:{M}:G:@cp         string: the checkpoint of G, "commit:prepare" in decimal
 //	kl:{M}:G:k:<key>     string: a value
 //	kl:{M}:G:i:<index>   sorted set, every score 0: an index (ZRANGEBYLEX order)
 //
-// The hash tag {M} puts every key of a read model — all of its generations and its active
-// pointer — in one Redis Cluster hash slot. That is what lets one Lua script apply a
-// batch with its checkpoint, switch the active generation only to a generation that
-// exists, and check "not active" before a drop, and lets ApplyMany pipeline to a single
-// node. The price: one read model cannot be spread over several cluster nodes (it must
-// fit on one, twice over during a rebuild, when two generations coexist), and a busy read
-// model loads one shard. A tag per generation ({M:G}) would let the two generations of a
-// rebuild live on different nodes but would make the switch and the drop guard
-// non-atomic; Keyledger's read models are small enough for one node.
+// Generation names cannot hold '@' or ':', so the keys of a generation (kl:{M}:G:*) never
+// include the model's own keys: the active pointer and the fence survive every drop.
+//
+// The hash tag {M} puts every key of a read model — all of its generations, its active
+// pointer and its fence — in one Redis Cluster hash slot. That is what lets one Lua script
+// check the fencing token and apply a batch with its checkpoint, switch the active
+// generation only to a generation that exists, and check "not active" before a drop, and
+// lets ApplyMany pipeline to a single node. The price: one read model cannot be spread over
+// several cluster nodes (it must fit on one, twice over during a rebuild, when two
+// generations coexist), and a busy read model loads one shard. A tag per generation ({M:G})
+// would let the two generations of a rebuild live on different nodes but would make the
+// switch and the drop guard non-atomic; Keyledger's read models are small enough for one
+// node.
 //
 // # Atomicity
 //
@@ -42,8 +48,14 @@ import (
 // updates (up to 256 updates or 2,048 operations per call), all chunks in one pipeline. Redis does not roll a script back when a command fails half-way,
 // so the batch is validated before it is sent, values and indexes live under distinct
 // sub-prefixes (no WRONGTYPE is possible), and the script checks all of its arguments
-// before its first write. Positions are compared as decimal strings (length, then
-// bytes), never as Lua numbers, which are doubles and lose precision above 2^53.
+// before its first write. Positions and fencing tokens are compared as decimal strings
+// (length, then bytes), never as Lua numbers, which are doubles and lose precision above
+// 2^53.
+//
+// Every write script takes the model's fence key and a fencing token ("0" when the store
+// is not Fenced, and then the script neither reads nor writes the fence). A fenced script
+// compares the token with the recorded one before anything else and, once nothing else
+// can refuse the call, records it in the same script as the write it guards.
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
@@ -86,7 +98,9 @@ func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error)
 }
 
 // Key builders: each is one concatenation, so one allocation on the lookup path.
-func (r *Redis) activeKey(model string) string { return r.prefix + ":{" + model + "}:@active" }
+func (r *Redis) modelPrefix(model string) string { return r.prefix + ":{" + model + "}:" }
+func (r *Redis) activeKey(model string) string   { return r.prefix + ":{" + model + "}:@active" }
+func (r *Redis) fenceKey(model string) string    { return r.prefix + ":{" + model + "}:@fence" }
 func (r *Redis) genPrefix(ns Namespace) string {
 	return r.prefix + ":{" + ns.Model + "}:" + ns.Generation + ":"
 }
@@ -100,21 +114,15 @@ func (r *Redis) indexKey(ns Namespace, index string) string {
 	return r.prefix + ":{" + ns.Model + "}:" + ns.Generation + ":i:" + index
 }
 
-// applyScript applies a run of updates, each only if its position is after the checkpoint
-// as it stands when its turn comes, and stores the last applied position; the whole run is
-// one atomic step.
+// luaLib is the start of every write script: comparison of decimals and of positions,
+// validation of decimals, the KLINVALID and KLCORRUPT error replies, and the fence check.
 //
-// KEYS[1] is the checkpoint, KEYS[2..] one key per operation of every update, in order.
-// ARGV[1], ARGV[2]: commit and prepare the checkpoint must have reached already, or ""
-// and "" (ApplyMany's guard against applying a run whose predecessor failed). ARGV[3]: the
-// number of updates U. Then, per update, three arguments: commit, prepare, and one letter
-// per operation (p put, d delete, a index add, r index remove, x delete index). Then the
-// operands of every operation, in order: a value for p, a member for a and r.
-//
-// Reply: the number of updates applied (0 when all were at or below the checkpoint), -1
-// when the checkpoint had not reached ARGV[1..2], -2 when there is no checkpoint. Every
-// argument is checked before the first write, so a malformed call writes nothing.
-var applyScript = redis.NewScript(`
+// fence(key, token) compares a writer's token (a validated decimal) with the one recorded
+// under key. It returns nil when the write may go ahead without recording anything (token
+// "0", unfenced, or the token recorded already), 'new' when it may go ahead and must
+// record token with SET once nothing else can refuse the call, 'stale' when a greater
+// token was recorded, and 'corrupt' and the stored value when that is not a decimal.
+const luaLib = `
 local function cmpdec(a, b)
   if #a ~= #b then
     if #a < #b then return -1 end
@@ -139,15 +147,48 @@ local function isdec(s)
     and (#s == 1 or string.sub(s, 1, 1) ~= '0')
 end
 local function bad(msg) return redis.error_reply('KLINVALID ' .. msg) end
+local function corrupt(what, key, v)
+  return redis.error_reply('KLCORRUPT ' .. what .. ' ' .. key .. ' holds ' .. string.sub(v, 1, 60))
+end
+local function fence(key, token)
+  if token == '0' then return nil end
+  local seen = redis.call('GET', key)
+  if not seen then return 'new' end
+  if not isdec(seen) then return 'corrupt', seen end
+  local c = cmpdec(token, seen)
+  if c < 0 then return 'stale' end
+  if c > 0 then return 'new' end
+  return nil
+end
+`
 
+// applyScript applies a run of updates, each only if its position is after the checkpoint
+// as it stands when its turn comes, and stores the last applied position; the whole run is
+// one atomic step.
+//
+// KEYS[1] is the checkpoint, KEYS[2] the model's fence, KEYS[3..] one key per operation of
+// every update, in order. ARGV[1], ARGV[2]: commit and prepare the checkpoint must have
+// reached already, or "" and "" (ApplyMany's guard against applying a run whose
+// predecessor failed). ARGV[3]: the number of updates U. ARGV[4]: the fencing token, "0"
+// when unfenced. Then, per update, three arguments: commit, prepare, and one letter per
+// operation (p put, d delete, a index add, r index remove, x delete index). Then the
+// operands of every operation, in order: a value for p, a member for a and r.
+//
+// Reply: the number of updates applied (0 when all were at or below the checkpoint), -1
+// when the checkpoint had not reached ARGV[1..2], -2 when there is no checkpoint, -3 when
+// a greater fencing token was recorded. Every argument is checked before the first write,
+// so a malformed call writes nothing; the token is recorded only when the reply is not
+// negative.
+var applyScript = redis.NewScript(luaLib + `
 local n = tonumber(ARGV[3])
-if not n or n < 1 or n ~= math.floor(n) or #ARGV < 3 + 3 * n then return bad('update count') end
+if not n or n < 1 or n ~= math.floor(n) or #ARGV < 4 + 3 * n then return bad('update count') end
 if (ARGV[1] ~= '' or ARGV[2] ~= '') and not (isdec(ARGV[1]) and isdec(ARGV[2])) then
   return bad('malformed required position')
 end
+if not isdec(ARGV[4]) then return bad('malformed fencing token') end
 local nops, nargs = 0, 0
 for u = 1, n do
-  local b = 3 + 3 * (u - 1)
+  local b = 4 + 3 * (u - 1)
   if not isdec(ARGV[b + 1]) or not isdec(ARGV[b + 2]) then return bad('malformed position') end
   if u > 1 and cmppos(ARGV[b + 1], ARGV[b + 2], ARGV[b - 2], ARGV[b - 1]) <= 0 then
     return bad('positions out of order')
@@ -158,20 +199,22 @@ for u = 1, n do
   local _, k = string.gsub(ops, '[par]', '')
   nargs = nargs + k
 end
-if #KEYS ~= 1 + nops then return bad(#KEYS .. ' keys for ' .. nops .. ' operations') end
-if #ARGV ~= 3 + 3 * n + nargs then return bad(#ARGV .. ' arguments') end
+if #KEYS ~= 2 + nops then return bad(#KEYS .. ' keys for ' .. nops .. ' operations') end
+if #ARGV ~= 4 + 3 * n + nargs then return bad(#ARGV .. ' arguments') end
 
+local fs, seen = fence(KEYS[2], ARGV[4])
+if fs == 'corrupt' then return corrupt('fence', KEYS[2], seen) end
+if fs == 'stale' then return -3 end
 local cur = redis.call('GET', KEYS[1])
 if not cur then return -2 end
 local cc, cp = string.match(cur, '^(%d+):(%d+)$')
-if not cc or not isdec(cc) or not isdec(cp) then
-  return redis.error_reply('KLCORRUPT checkpoint ' .. KEYS[1] .. ' holds ' .. string.sub(cur, 1, 60))
-end
+if not cc or not isdec(cc) or not isdec(cp) then return corrupt('checkpoint', KEYS[1], cur) end
 if ARGV[1] ~= '' and cmppos(cc, cp, ARGV[1], ARGV[2]) < 0 then return -1 end
+if fs == 'new' then redis.call('SET', KEYS[2], ARGV[4]) end
 
-local k, a, applied = 2, 4 + 3 * n, 0
+local k, a, applied = 3, 5 + 3 * n, 0
 for u = 1, n do
-  local b = 3 + 3 * (u - 1)
+  local b = 4 + 3 * (u - 1)
   local ops = ARGV[b + 3]
   if cmppos(ARGV[b + 1], ARGV[b + 2], cc, cp) > 0 then
     for i = 1, #ops do
@@ -204,36 +247,79 @@ if applied > 0 then redis.call('SET', KEYS[1], cc .. ':' .. cp) end
 return applied
 `)
 
-// setActiveScript: KEYS[1] the active pointer, KEYS[2] the generation's checkpoint,
-// ARGV[1] the generation.
-var setActiveScript = redis.NewScript(`
+// initScript: KEYS[1] the generation's checkpoint, KEYS[2] the model's fence, ARGV[1] the
+// fencing token ("0": unfenced). It creates the checkpoint at the start unless it exists.
+// Reply 'ok', or 'fenced'.
+var initScript = redis.NewScript(luaLib + `
+if not isdec(ARGV[1]) then return bad('malformed fencing token') end
+local fs, seen = fence(KEYS[2], ARGV[1])
+if fs == 'corrupt' then return corrupt('fence', KEYS[2], seen) end
+if fs == 'stale' then return 'fenced' end
+if fs == 'new' then redis.call('SET', KEYS[2], ARGV[1]) end
+redis.call('SET', KEYS[1], '0:0', 'NX')
+return 'ok'
+`)
+
+// setActiveScript: KEYS[1] the active pointer, KEYS[2] the generation's checkpoint, KEYS[3]
+// the model's fence, ARGV[1] the generation, ARGV[2] the fencing token ("0": unfenced).
+// Reply 'ok', 'nocp' or 'fenced'.
+var setActiveScript = redis.NewScript(luaLib + `
+if not isdec(ARGV[2]) then return bad('malformed fencing token') end
+local fs, seen = fence(KEYS[3], ARGV[2])
+if fs == 'corrupt' then return corrupt('fence', KEYS[3], seen) end
+if fs == 'stale' then return 'fenced' end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 'nocp' end
+if fs == 'new' then redis.call('SET', KEYS[3], ARGV[2]) end
 redis.call('SET', KEYS[1], ARGV[1])
 return 'ok'
 `)
 
-// dropGuardScript: KEYS[1] the active pointer, KEYS[2] the generation's checkpoint,
-// ARGV[1] the generation. It deletes the checkpoint unless the generation is active, so
-// that no Apply or SetActive can touch the generation afterwards.
-var dropGuardScript = redis.NewScript(`
+// dropGuardScript: KEYS[1] the active pointer, KEYS[2] the generation's checkpoint, KEYS[3]
+// the model's fence, ARGV[1] the generation, ARGV[2] the fencing token ("0": unfenced).
+// It deletes the checkpoint unless the generation is active or the token is stale, so
+// that no Apply or SetActive can touch the generation afterwards. Reply 'ok', 'active' or
+// 'fenced'.
+var dropGuardScript = redis.NewScript(luaLib + `
+if not isdec(ARGV[2]) then return bad('malformed fencing token') end
+local fs, seen = fence(KEYS[3], ARGV[2])
+if fs == 'corrupt' then return corrupt('fence', KEYS[3], seen) end
+if fs == 'stale' then return 'fenced' end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return 'active' end
+if fs == 'new' then redis.call('SET', KEYS[3], ARGV[2]) end
 redis.call('DEL', KEYS[2])
 return 'ok'
 `)
 
-// InitGeneration implements Store.
+// InitGeneration implements Store: one script call (SET NX of the checkpoint).
 func (r *Redis) InitGeneration(ctx context.Context, ns Namespace) error {
+	return r.initGeneration(ctx, ns, 0)
+}
+
+func (r *Redis) initGeneration(ctx context.Context, ns Namespace, token uint64) error {
 	if err := ns.Validate(); err != nil {
 		return err
 	}
-	if err := r.client.SetNX(ctx, r.cpKey(ns), "0:0", 0).Err(); err != nil {
-		return unavailable("init "+ns.String(), err)
+	what := "init " + ns.String()
+	res, err := initScript.Run(ctx, r.client, []string{r.cpKey(ns), r.fenceKey(ns.Model)}, token).Text()
+	if err != nil {
+		return scriptError(what, err)
 	}
-	return nil
+	switch res {
+	case "ok":
+		return nil
+	case "fenced":
+		return fencedError(what, token)
+	default:
+		return fmt.Errorf("%s: %w: unexpected script reply %q", what, ErrUnavailable, res)
+	}
 }
 
 // Apply implements Store: one EVALSHA (EVAL if the server lost its script cache).
 func (r *Redis) Apply(ctx context.Context, ns Namespace, pos eventstore.Position, batch Batch) (bool, error) {
+	return r.apply(ctx, ns, 0, pos, batch)
+}
+
+func (r *Redis) apply(ctx context.Context, ns Namespace, token uint64, pos eventstore.Position, batch Batch) (bool, error) {
 	if err := ns.Validate(); err != nil {
 		return false, err
 	}
@@ -241,7 +327,7 @@ func (r *Redis) Apply(ctx context.Context, ns Namespace, pos eventstore.Position
 		return false, fmt.Errorf("apply to %s at %s: %w", ns, pos, err)
 	}
 	what := fmt.Sprintf("apply to %s at %s", ns, pos)
-	keys, args := r.scriptArgs(ns, nil, []Update{{Pos: pos, Batch: batch}})
+	keys, args := r.scriptArgs(ns, token, nil, []Update{{Pos: pos, Batch: batch}})
 	n, err := applyScript.Run(ctx, r.client, keys, args...).Int()
 	if err != nil {
 		return false, scriptError(what, err)
@@ -251,6 +337,8 @@ func (r *Redis) Apply(ctx context.Context, ns Namespace, pos eventstore.Position
 		return n == 1, nil
 	case -2:
 		return false, fmt.Errorf("%s: %w", what, ErrNoCheckpoint)
+	case -3:
+		return false, fencedError(what, token)
 	default:
 		return false, fmt.Errorf("%s: %w: unexpected script reply %d", what, ErrUnavailable, n)
 	}
@@ -272,8 +360,13 @@ const maxApplyAttempts = 3
 // sends all chunks in one pipeline. Each chunk after the first carries the position its
 // predecessor ends at and is refused unless the checkpoint reached it, so a chunk that
 // failed (the server lost its script cache: a restart, SCRIPT FLUSH) cannot be overtaken
-// by the next; the failed chunks are sent again after loading the script.
+// by the next; the failed chunks are sent again after loading the script. A fenced store's
+// chunks each check the fence.
 func (r *Redis) ApplyMany(ctx context.Context, ns Namespace, updates []Update) (int, error) {
+	return r.applyMany(ctx, ns, 0, updates)
+}
+
+func (r *Redis) applyMany(ctx context.Context, ns Namespace, token uint64, updates []Update) (int, error) {
 	if err := ns.Validate(); err != nil {
 		return 0, err
 	}
@@ -298,7 +391,7 @@ func (r *Redis) ApplyMany(ctx context.Context, ns Namespace, updates []Update) (
 				prev := chunks[c-1]
 				after = &prev[len(prev)-1].Pos
 			}
-			keys, args := r.scriptArgs(ns, after, chunks[c])
+			keys, args := r.scriptArgs(ns, token, after, chunks[c])
 			cmds[j] = applyScript.EvalSha(ctx, pipe, keys, args...)
 		}
 		_, _ = pipe.Exec(ctx) // each command's own error is inspected below
@@ -319,6 +412,8 @@ func (r *Redis) ApplyMany(ctx context.Context, ns Namespace, updates []Update) (
 				retry = append(retry, c)
 			case n == -2:
 				return applied, fmt.Errorf("%s: %w", what, ErrNoCheckpoint)
+			case n == -3:
+				return applied, fencedError(what, token)
 			default:
 				return applied, fmt.Errorf("%s: %w: unexpected script reply %d", what, ErrUnavailable, n)
 			}
@@ -357,22 +452,24 @@ func chunkUpdates(updates []Update) [][]Update {
 	return append(chunks, updates[start:])
 }
 
-// scriptArgs builds the KEYS and ARGV of applyScript for validated updates.
-func (r *Redis) scriptArgs(ns Namespace, after *eventstore.Position, updates []Update) ([]string, []any) {
+// scriptArgs builds the KEYS and ARGV of applyScript for validated updates and a fencing
+// token (0: unfenced).
+func (r *Redis) scriptArgs(ns Namespace, token uint64, after *eventstore.Position, updates []Update) ([]string, []any) {
 	gp := r.genPrefix(ns)
 	nops := 0
 	for _, u := range updates {
 		nops += u.Batch.Len()
 	}
-	keys := make([]string, 1, 1+nops)
+	keys := make([]string, 2, 2+nops)
 	keys[0] = gp + "@cp"
-	args := make([]any, 0, 3+3*len(updates)+nops)
+	keys[1] = r.fenceKey(ns.Model)
+	args := make([]any, 0, 4+3*len(updates)+nops)
 	if after != nil {
 		args = append(args, strconv.FormatUint(after.Commit, 10), strconv.FormatUint(after.Prepare, 10))
 	} else {
 		args = append(args, "", "")
 	}
-	args = append(args, strconv.Itoa(len(updates)))
+	args = append(args, strconv.Itoa(len(updates)), strconv.FormatUint(token, 10))
 	codes := make([]byte, 0, nops)
 	for _, u := range updates {
 		start := len(codes)
@@ -507,17 +604,29 @@ func (r *Redis) Range(ctx context.Context, ns Namespace, index, after string, li
 
 // SetActive implements Store.
 func (r *Redis) SetActive(ctx context.Context, ns Namespace) error {
+	return r.setActive(ctx, ns, 0)
+}
+
+func (r *Redis) setActive(ctx context.Context, ns Namespace, token uint64) error {
 	if err := ns.Validate(); err != nil {
 		return err
 	}
-	res, err := setActiveScript.Run(ctx, r.client, []string{r.activeKey(ns.Model), r.cpKey(ns)}, ns.Generation).Text()
+	what := "set active " + ns.String()
+	keys := []string{r.activeKey(ns.Model), r.cpKey(ns), r.fenceKey(ns.Model)}
+	res, err := setActiveScript.Run(ctx, r.client, keys, ns.Generation, token).Text()
 	if err != nil {
-		return scriptError("set active "+ns.String(), err)
+		return scriptError(what, err)
 	}
-	if res == "nocp" {
-		return fmt.Errorf("set active %s: %w", ns, ErrNoCheckpoint)
+	switch res {
+	case "ok":
+		return nil
+	case "nocp":
+		return fmt.Errorf("%s: %w", what, ErrNoCheckpoint)
+	case "fenced":
+		return fencedError(what, token)
+	default:
+		return fmt.Errorf("%s: %w: unexpected script reply %q", what, ErrUnavailable, res)
 	}
-	return nil
 }
 
 // Active implements Store.
@@ -538,23 +647,40 @@ func (r *Redis) Active(ctx context.Context, model string) (string, bool, error) 
 // scanCount is the COUNT hint of SCAN, and so roughly the size of each UNLINK.
 const scanCount = 1000
 
+// listScanCount is the COUNT hint of Generations' SCAN: it keeps few keys per reply, since
+// it matches only checkpoints.
+const listScanCount = 300
+
 // DropGeneration implements Store: a guard script deletes the checkpoint unless the
 // generation is active, then SCAN + UNLINK remove the rest in batches, on every master of
 // a cluster. SCAN walks the whole keyspace, so a drop costs time in proportion to the
-// database, not to the generation.
+// database, not to the generation. A fenced drop checks (and records) its token in the
+// guard script only: the drop is not atomic anyway, and once the checkpoint is gone no
+// write can reach the generation.
 func (r *Redis) DropGeneration(ctx context.Context, ns Namespace) error {
+	return r.dropGeneration(ctx, ns, 0)
+}
+
+func (r *Redis) dropGeneration(ctx context.Context, ns Namespace, token uint64) error {
 	if err := ns.Validate(); err != nil {
 		return err
 	}
 	what := "drop " + ns.String()
-	res, err := dropGuardScript.Run(ctx, r.client, []string{r.activeKey(ns.Model), r.cpKey(ns)}, ns.Generation).Text()
+	keys := []string{r.activeKey(ns.Model), r.cpKey(ns), r.fenceKey(ns.Model)}
+	res, err := dropGuardScript.Run(ctx, r.client, keys, ns.Generation, token).Text()
 	if err != nil {
 		return scriptError(what, err)
 	}
-	if res == "active" {
+	switch res {
+	case "ok":
+	case "active":
 		return fmt.Errorf("%s: %w", what, ErrGenerationActive)
+	case "fenced":
+		return fencedError(what, token)
+	default:
+		return fmt.Errorf("%s: %w: unexpected script reply %q", what, ErrUnavailable, res)
 	}
-	pattern := r.genPrefix(ns) + "*"
+	pattern := globEscape(r.genPrefix(ns)) + "*"
 	err = r.eachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
 		var cursor uint64
 		for {
@@ -579,11 +705,71 @@ func (r *Redis) DropGeneration(ctx context.Context, ns Namespace) error {
 	return nil
 }
 
+// Generations implements Store: SCAN MATCH for the model's checkpoint keys, on every
+// master of a cluster (they all live in the model's hash slot, but SCAN cannot be aimed at
+// one). Like DropGeneration it walks the whole keyspace, so it costs time in proportion to
+// the database.
+func (r *Redis) Generations(ctx context.Context, model string) ([]string, error) {
+	if err := validateName("model", model); err != nil {
+		return nil, err
+	}
+	mp := r.modelPrefix(model)
+	pattern := globEscape(mp) + "*:@cp"
+	found := make(map[string]bool)
+	err := r.eachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, pattern, listScanCount).Result()
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				// The pattern also matches a value or index whose key ends in ":@cp"
+				// (kl:{M}:G:k:x:@cp); only a checkpoint leaves a generation name between
+				// the model's prefix and the suffix. SCAN may return a key twice.
+				if gen, ok := strings.CutSuffix(strings.TrimPrefix(k, mp), ":@cp"); ok && isName(gen) {
+					found[gen] = true
+				}
+			}
+			if next == 0 {
+				return nil
+			}
+			cursor = next
+		}
+	})
+	if err != nil {
+		return nil, unavailable("generations of "+model, err)
+	}
+	var gens []string
+	for g := range found {
+		gens = append(gens, g)
+	}
+	slices.Sort(gens)
+	return gens, nil
+}
+
+// globEscape escapes the characters that are special in a SCAN MATCH pattern. The key
+// prefix and names cannot hold any of them; escaping keeps it so if that ever changes.
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
 // CountKeys returns how many keys under the store's prefix exist, on every node. It scans
 // the whole keyspace: for tests and diagnostics, never for a request path.
 func (r *Redis) CountKeys(ctx context.Context) (int, error) {
 	var n int
-	pattern := r.prefix + ":*"
+	pattern := globEscape(r.prefix) + ":*"
 	err := r.eachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
 		var cursor uint64
 		for {

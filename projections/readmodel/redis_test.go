@@ -193,7 +193,7 @@ func TestRedisCorruptCheckpoint(t *testing.T) {
 func TestRedisScriptRefusesMalformedArguments(t *testing.T) {
 	ctx := testCtx(t)
 	_, c, prefix := newRedisStore(t)
-	cp := prefix + ":{m}:g:@cp"
+	cp, fence := prefix+":{m}:g:@cp", prefix+":{m}:@fence"
 	k1, k2 := prefix+":{m}:g:k:a", prefix+":{m}:g:k:b"
 	if err := c.Set(ctx, cp, "0:0", 0).Err(); err != nil {
 		t.Fatal(err)
@@ -202,20 +202,26 @@ func TestRedisScriptRefusesMalformedArguments(t *testing.T) {
 		keys []string
 		args []any
 	}{
-		"missing key":       {[]string{cp, k1}, []any{"", "", "1", "1", "1", "pp", "v1", "v2"}},
-		"missing operand":   {[]string{cp, k1, k2}, []any{"", "", "1", "1", "1", "pp", "v1"}},
-		"extra operand":     {[]string{cp, k1, k2}, []any{"", "", "1", "1", "1", "pp", "v1", "v2", "v3"}},
-		"unknown operation": {[]string{cp, k1, k2}, []any{"", "", "1", "1", "1", "pq", "v1", "v2"}},
-		"bad position":      {[]string{cp, k1, k2}, []any{"", "", "1", "01", "1", "pp", "v1", "v2"}},
-		"negative position": {[]string{cp, k1, k2}, []any{"", "", "1", "-1", "1", "pp", "v1", "v2"}},
-		"huge position":     {[]string{cp, k1, k2}, []any{"", "", "1", "123456789012345678901", "1", "pp", "v1", "v2"}},
-		"bad requirement":   {[]string{cp, k1, k2}, []any{"x", "", "1", "1", "1", "pp", "v1", "v2"}},
-		"no updates":        {[]string{cp}, []any{"", "", "0"}},
-		"bad count":         {[]string{cp, k1, k2}, []any{"", "", "1.5", "1", "1", "pp", "v1", "v2"}},
-		"count too high":    {[]string{cp, k1, k2}, []any{"", "", "2", "1", "1", "pp", "v1", "v2"}},
-		"out of order": {[]string{cp, k1, k2}, []any{"", "", "2",
+		"missing key":       {[]string{cp, fence, k1}, []any{"", "", "1", "0", "1", "1", "pp", "v1", "v2"}},
+		"missing fence key": {[]string{cp, k1, k2}, []any{"", "", "1", "0", "1", "1", "pp", "v1", "v2"}},
+		"missing operand":   {[]string{cp, fence, k1, k2}, []any{"", "", "1", "0", "1", "1", "pp", "v1"}},
+		"extra operand":     {[]string{cp, fence, k1, k2}, []any{"", "", "1", "0", "1", "1", "pp", "v1", "v2", "v3"}},
+		"unknown operation": {[]string{cp, fence, k1, k2}, []any{"", "", "1", "0", "1", "1", "pq", "v1", "v2"}},
+		"bad position":      {[]string{cp, fence, k1, k2}, []any{"", "", "1", "0", "01", "1", "pp", "v1", "v2"}},
+		"negative position": {[]string{cp, fence, k1, k2}, []any{"", "", "1", "0", "-1", "1", "pp", "v1", "v2"}},
+		"huge position":     {[]string{cp, fence, k1, k2}, []any{"", "", "1", "0", "123456789012345678901", "1", "pp", "v1", "v2"}},
+		"bad requirement":   {[]string{cp, fence, k1, k2}, []any{"x", "", "1", "0", "1", "1", "pp", "v1", "v2"}},
+		"no updates":        {[]string{cp, fence}, []any{"", "", "0", "0"}},
+		"bad count":         {[]string{cp, fence, k1, k2}, []any{"", "", "1.5", "0", "1", "1", "pp", "v1", "v2"}},
+		"count too high":    {[]string{cp, fence, k1, k2}, []any{"", "", "2", "0", "1", "1", "pp", "v1", "v2"}},
+		"missing token":     {[]string{cp, fence, k1, k2}, []any{"", "", "1", "1", "1", "pp", "v1", "v2"}},
+		"empty token":       {[]string{cp, fence, k1, k2}, []any{"", "", "1", "", "1", "1", "pp", "v1", "v2"}},
+		"bad token":         {[]string{cp, fence, k1, k2}, []any{"", "", "1", "07", "1", "1", "pp", "v1", "v2"}},
+		"negative token":    {[]string{cp, fence, k1, k2}, []any{"", "", "1", "-7", "1", "1", "pp", "v1", "v2"}},
+		"huge token":        {[]string{cp, fence, k1, k2}, []any{"", "", "1", "123456789012345678901", "1", "1", "pp", "v1", "v2"}},
+		"out of order": {[]string{cp, fence, k1, k2}, []any{"", "", "2", "0",
 			"2", "2", "p", "1", "1", "p", "v1", "v2"}},
-		"bad second update": {[]string{cp, k1, k2}, []any{"", "", "2",
+		"bad second update": {[]string{cp, fence, k1, k2}, []any{"", "", "2", "0",
 			"1", "1", "p", "2", "2", "z", "v1", "v2"}},
 	}
 	for name, tc := range cases {
@@ -223,7 +229,7 @@ func TestRedisScriptRefusesMalformedArguments(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "KLINVALID") {
 			t.Fatalf("%s: script error %v, want KLINVALID", name, err)
 		}
-		if n := c.Exists(ctx, k1, k2).Val(); n != 0 {
+		if n := c.Exists(ctx, k1, k2, fence).Val(); n != 0 {
 			t.Fatalf("%s: the script wrote %d keys", name, n)
 		}
 		if v := c.Get(ctx, cp).Val(); v != "0:0" {
@@ -237,21 +243,154 @@ func TestRedisScriptRefusesMalformedArguments(t *testing.T) {
 func TestRedisScriptRequiredPosition(t *testing.T) {
 	ctx := testCtx(t)
 	_, c, prefix := newRedisStore(t)
-	cp := prefix + ":{m}:g:@cp"
+	cp, fence := prefix+":{m}:g:@cp", prefix+":{m}:@fence"
 	k1 := prefix + ":{m}:g:k:a"
 	if err := c.Set(ctx, cp, "5:5", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := readmodel.ApplyScript.Run(ctx, c, []string{cp, k1}, "6", "6", "1", "7", "7", "p", "v").Int()
+	n, err := readmodel.ApplyScript.Run(ctx, c, []string{cp, fence, k1}, "6", "6", "1", "3", "7", "7", "p", "v").Int()
 	if err != nil || n != -1 {
 		t.Fatalf("script with an unmet requirement = %d, %v; want -1", n, err)
 	}
-	if c.Exists(ctx, k1).Val() != 0 || c.Get(ctx, cp).Val() != "5:5" {
+	if c.Exists(ctx, k1, fence).Val() != 0 || c.Get(ctx, cp).Val() != "5:5" {
 		t.Fatal("script with an unmet requirement wrote")
 	}
-	n, err = readmodel.ApplyScript.Run(ctx, c, []string{cp, k1}, "5", "5", "1", "7", "7", "p", "v").Int()
-	if err != nil || n != 1 || c.Get(ctx, cp).Val() != "7:7" {
+	n, err = readmodel.ApplyScript.Run(ctx, c, []string{cp, fence, k1}, "5", "5", "1", "3", "7", "7", "p", "v").Int()
+	if err != nil || n != 1 || c.Get(ctx, cp).Val() != "7:7" || c.Get(ctx, fence).Val() != "3" {
 		t.Fatalf("script with a met requirement = %d, %v", n, err)
+	}
+}
+
+// TestRedisScriptFence: the apply script refuses a token below the recorded one before its
+// first write, records a greater one, and leaves the fence alone when unfenced.
+func TestRedisScriptFence(t *testing.T) {
+	ctx := testCtx(t)
+	_, c, prefix := newRedisStore(t)
+	cp, fence := prefix+":{m}:g:@cp", prefix+":{m}:@fence"
+	k1 := prefix + ":{m}:g:k:a"
+	if err := c.Set(ctx, cp, "5:5", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// 2^53+1 and 2^53 are the same double: the comparison must be exact.
+	if err := c.Set(ctx, fence, "9007199254740993", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(token string, p string) (int, error) {
+		return readmodel.ApplyScript.Run(ctx, c, []string{cp, fence, k1}, "", "", "1", token, p, p, "p", "v"+p).Int()
+	}
+	for _, stale := range []string{"9007199254740992", "1", "999999999999999"} {
+		if n, err := run(stale, "6"); err != nil || n != -3 {
+			t.Fatalf("stale token %s = %d, %v; want -3", stale, n, err)
+		}
+		if c.Exists(ctx, k1).Val() != 0 || c.Get(ctx, cp).Val() != "5:5" || c.Get(ctx, fence).Val() != "9007199254740993" {
+			t.Fatalf("stale token %s wrote", stale)
+		}
+	}
+	if n, err := run("9007199254740993", "6"); err != nil || n != 1 {
+		t.Fatalf("equal token = %d, %v; want 1", n, err)
+	}
+	if n, err := run("0", "7"); err != nil || n != 1 || c.Get(ctx, fence).Val() != "9007199254740993" {
+		t.Fatalf("unfenced = %d, %v, fence %q", n, err, c.Get(ctx, fence).Val())
+	}
+	if n, err := run("18446744073709551615", "8"); err != nil || n != 1 || c.Get(ctx, fence).Val() != "18446744073709551615" {
+		t.Fatalf("greater token = %d, %v, fence %q", n, err, c.Get(ctx, fence).Val())
+	}
+	if n, err := run("18446744073709551614", "9"); err != nil || n != -3 {
+		t.Fatalf("token below 2^64-1 = %d, %v; want -3", n, err)
+	}
+}
+
+// TestRedisFenceKey pins where the fence lives (the model's hash tag, outside every
+// generation), that it holds the token in decimal, and that it survives every drop.
+func TestRedisFenceKey(t *testing.T) {
+	ctx := testCtx(t)
+	s, c, prefix := newRedisStore(t)
+	f, err := readmodel.Fenced(s, "vouchers", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g1 := readmodel.Namespace{Model: "vouchers", Generation: "g1"}
+	g2 := readmodel.Namespace{Model: "vouchers", Generation: "g2"}
+	for _, ns := range []readmodel.Namespace{g1, g2} {
+		if err := f.InitGeneration(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := prefix + ":{vouchers}:@fence"
+	if v := c.Get(ctx, key).Val(); v != "7" {
+		t.Fatalf("fence %s holds %q, want 7", key, v)
+	}
+	if err := f.SetActive(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.DropGeneration(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	// No operation unsets the active pointer: remove it by hand so that every generation
+	// can be dropped.
+	if err := c.Del(ctx, prefix+":{vouchers}:@active").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropGeneration(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+	keys := scanAll(t, ctx, c, prefix+":*")
+	if len(keys) != 1 || keys[0] != key || c.Get(ctx, key).Val() != "7" {
+		t.Fatalf("after dropping every generation the keys are %q, want only the fence at 7", keys)
+	}
+}
+
+// TestRedisCorruptFence: a fence the store cannot read refuses every fenced write, which
+// writes nothing; unfenced writes do not read it.
+func TestRedisCorruptFence(t *testing.T) {
+	ctx := testCtx(t)
+	s, c, prefix := newRedisStore(t)
+	g1 := readmodel.Namespace{Model: "vouchers", Generation: "g1"}
+	g2 := readmodel.Namespace{Model: "vouchers", Generation: "g2"}
+	for _, ns := range []readmodel.Namespace{g1, g2} {
+		if err := s.InitGeneration(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetActive(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	f, err := readmodel.Fenced(s, "vouchers", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b readmodel.Batch
+	b.Put("k", []byte("v"))
+	for _, bad := range []string{"garbage", "", "07", "-1", "123456789012345678901"} {
+		if err := c.Set(ctx, prefix+":{vouchers}:@fence", bad, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		checks := map[string]error{}
+		checks["InitGeneration"] = f.InitGeneration(ctx, readmodel.Namespace{Model: "vouchers", Generation: "g3"})
+		_, checks["Apply"] = f.Apply(ctx, g1, p(1), b)
+		_, checks["ApplyMany"] = f.ApplyMany(ctx, g1, []readmodel.Update{{Pos: p(1), Batch: b}})
+		checks["SetActive"] = f.SetActive(ctx, g2)
+		checks["DropGeneration"] = f.DropGeneration(ctx, g2)
+		for name, err := range checks {
+			if !errors.Is(err, readmodel.ErrCorrupt) {
+				t.Fatalf("fenced %s over fence %q: %v, want ErrCorrupt", name, bad, err)
+			}
+		}
+		if c.Get(ctx, prefix+":{vouchers}:@fence").Val() != bad {
+			t.Fatalf("a fenced write replaced the corrupt fence %q", bad)
+		}
+		if n := c.Exists(ctx, prefix+":{vouchers}:g3:@cp", prefix+":{vouchers}:g1:k:k").Val(); n != 0 {
+			t.Fatalf("fenced writes over fence %q wrote %d keys", bad, n)
+		}
+		if gen, _, _ := s.Active(ctx, "vouchers"); gen != "g1" {
+			t.Fatalf("fenced SetActive over fence %q switched to %q", bad, gen)
+		}
+		if _, ok, _ := s.Checkpoint(ctx, g2); !ok {
+			t.Fatalf("fenced DropGeneration over fence %q dropped", bad)
+		}
+	}
+	if ok, err := s.Apply(ctx, g1, p(1), b); err != nil || !ok {
+		t.Fatalf("unfenced Apply over a corrupt fence = %v, %v", ok, err)
 	}
 }
 
@@ -281,6 +420,16 @@ func TestRedisUnavailable(t *testing.T) {
 	checks["SetActive"] = s.SetActive(ctx, ns)
 	checks["InitGeneration"] = s.InitGeneration(ctx, ns)
 	checks["DropGeneration"] = s.DropGeneration(ctx, ns)
+	_, checks["Generations"] = s.Generations(ctx, "vouchers")
+	f, err := readmodel.Fenced(s, "vouchers", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks["fenced InitGeneration"] = f.InitGeneration(ctx, ns)
+	_, checks["fenced Apply"] = f.Apply(ctx, ns, p(1), b)
+	_, checks["fenced ApplyMany"] = f.ApplyMany(ctx, ns, []readmodel.Update{{Pos: p(1), Batch: b}})
+	checks["fenced SetActive"] = f.SetActive(ctx, ns)
+	checks["fenced DropGeneration"] = f.DropGeneration(ctx, ns)
 	for name, err := range checks {
 		if !errors.Is(err, readmodel.ErrUnavailable) {
 			t.Errorf("%s without a server: %v, want ErrUnavailable", name, err)

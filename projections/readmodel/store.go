@@ -11,7 +11,8 @@ import (
 //
 // Writes to one Namespace must come from one projector at a time (the lease in DESIGN.md);
 // the checkpoint makes concurrent or repeated deliveries of the same position harmless,
-// but it cannot order two projectors feeding different events.
+// but it cannot order two projectors feeding different events. A projector elected by a
+// lease writes through Fenced, so that a stale one is refused.
 type Store interface {
 	// InitGeneration creates ns with its checkpoint at eventstore.Start. On a generation
 	// that already exists it does nothing (it never resets a checkpoint), so it is safe to
@@ -72,4 +73,10 @@ type Store interface {
 	// is not an error. On Redis it scans and unlinks in batches; it is not atomic and a
 	// failed drop can be run again.
 	DropGeneration(ctx context.Context, ns Namespace) error
+
+	// Generations returns the generations of model that have a checkpoint, sorted by
+	// their bytes, so that a projector can drop the leftovers of an interrupted rebuild.
+	// On Redis it scans the keyspace: call it at start-up or after a rebuild, never on a
+	// request path.
+	Generations(ctx context.Context, model string) ([]string, error)
 }

@@ -32,7 +32,8 @@ const waitLimit = 60 * time.Second
 
 // Run runs every case of the suite, each as its own subtest with a store from open. open
 // must return an empty store (or one whose other content the store's KeyCounter does not
-// count) and register its own cleanup with t.Cleanup.
+// count) and register its own cleanup with t.Cleanup. The fencing cases wrap the store
+// with readmodel.Fenced, so it must be one that Fenced accepts.
 func Run(t *testing.T, open func(t *testing.T) readmodel.Store) {
 	cases := []struct {
 		name string
@@ -61,6 +62,10 @@ func Run(t *testing.T, open func(t *testing.T) readmodel.Store) {
 		{"ApplyManyRejectsDisorder", testApplyManyDisorder},
 		{"MergedBatches", testMergedBatches},
 		{"InvalidNames", testInvalidNames},
+		{"Generations", testGenerations},
+		{"FencedRefusesLowerToken", testFencedRefusesLowerToken},
+		{"FenceBelongsToModel", testFenceBelongsToModel},
+		{"FencedServesOneModel", testFencedServesOneModel},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -1021,8 +1026,356 @@ func testInvalidNames(t *testing.T, ctx context.Context, s readmodel.Store) {
 	if _, _, err := s.Active(ctx, "a*"); !errors.Is(err, readmodel.ErrInvalid) {
 		t.Fatalf("Active(a*): %v, want ErrInvalid", err)
 	}
+	for _, model := range []string{"", "a*", "cli:ents", "cli{ents}", "c[l]", strings.Repeat("m", 65)} {
+		if _, err := s.Generations(ctx, model); !errors.Is(err, readmodel.ErrInvalid) {
+			t.Fatalf("Generations(%q): %v, want ErrInvalid", model, err)
+		}
+	}
 	ok := readmodel.Namespace{Model: "Voucher_entries.v2", Generation: "v2-20260101T000000-abc"}
 	if err := s.InitGeneration(ctx, ok); err != nil {
 		t.Fatalf("InitGeneration(%s): %v", ok, err)
+	}
+}
+
+func wantGenerations(t *testing.T, ctx context.Context, s readmodel.Store, model string, want ...string) {
+	t.Helper()
+	got, err := s.Generations(ctx, model)
+	if err != nil {
+		t.Fatalf("Generations(%s): %v", model, err)
+	}
+	if len(got) == 0 && len(want) == 0 {
+		return
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Generations(%s) = %q, want %q", model, got, want)
+	}
+}
+
+func testGenerations(t *testing.T, ctx context.Context, s readmodel.Store) {
+	wantGenerations(t, ctx, s, "clients")
+	var g1, g2 readmodel.Namespace
+	for _, gen := range []string{"g2", "v2.0-rebuild_1", "g10", "g1"} {
+		ns := newGen(t, ctx, s, "clients", gen)
+		switch gen {
+		case "g1":
+			g1 = ns
+		case "g2":
+			g2 = ns
+		}
+	}
+	newGen(t, ctx, s, "clients-x", "other") // a model whose name starts with another's
+	newGen(t, ctx, s, "client", "other")    // a model whose name is a prefix of another's
+	// Keys and indexes that end like a checkpoint do not make generations.
+	var b readmodel.Batch
+	for _, k := range []string{"@cp", "x:@cp", "g3:@cp", ":@cp", "g1:@cp"} {
+		b.Put(k, []byte("v"))
+		b.IndexAdd(k, "m")
+	}
+	mustApply(t, ctx, s, g1, pos(1), b)
+	wantGenerations(t, ctx, s, "clients", "g1", "g10", "g2", "v2.0-rebuild_1")
+	wantGenerations(t, ctx, s, "clients-x", "other")
+	wantGenerations(t, ctx, s, "client", "other")
+	wantGenerations(t, ctx, s, "nothing")
+
+	if err := s.SetActive(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropGeneration(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+	wantGenerations(t, ctx, s, "clients", "g1", "g10", "v2.0-rebuild_1")
+	for _, gen := range []string{"g10", "v2.0-rebuild_1"} {
+		if err := s.DropGeneration(ctx, readmodel.Namespace{Model: "clients", Generation: gen}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantGenerations(t, ctx, s, "clients", "g1")
+	wantGenerations(t, ctx, s, "clients-x", "other")
+}
+
+// fenced returns s fenced for model with token.
+func fenced(t *testing.T, s readmodel.Store, model string, token uint64) readmodel.Store {
+	t.Helper()
+	f, err := readmodel.Fenced(s, model, token)
+	if err != nil {
+		t.Fatalf("Fenced(%s, %d): %v", model, token, err)
+	}
+	return f
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("%s: %v, want %v", what, err, want)
+	}
+}
+
+// fencedBatch puts v under "k" and adds it to index "idx".
+func fencedBatch(v string) readmodel.Batch {
+	var b readmodel.Batch
+	b.Put("k", []byte(v))
+	b.IndexAdd("idx", v)
+	return b
+}
+
+func testFencedRefusesLowerToken(t *testing.T, ctx context.Context, s readmodel.Store) {
+	g1 := newGen(t, ctx, s, "clients", "g1")
+	g2 := newGen(t, ctx, s, "clients", "g2")
+	g3 := readmodel.Namespace{Model: "clients", Generation: "g3"}
+	if err := s.SetActive(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := fenced(t, s, "clients", 5), fenced(t, s, "clients", 7)
+
+	// Nothing recorded yet: any token passes, and each records itself.
+	if ok, err := lo.Apply(ctx, g1, pos(2), fencedBatch("lo")); err != nil || !ok {
+		t.Fatalf("first fenced Apply = %v, %v", ok, err)
+	}
+	if ok, err := hi.Apply(ctx, g1, pos(3), fencedBatch("hi")); err != nil || !ok {
+		t.Fatalf("Apply with a greater token = %v, %v", ok, err)
+	}
+
+	// 7 is recorded: every write with 5 is refused and writes nothing.
+	wantErr(t, "stale InitGeneration", lo.InitGeneration(ctx, g3), readmodel.ErrFenced)
+	wantCheckpoint(t, ctx, s, g3, eventstore.Start, false)
+	ok, err := lo.Apply(ctx, g1, pos(4), fencedBatch("stale"))
+	wantErr(t, "stale Apply", err, readmodel.ErrFenced)
+	if ok {
+		t.Fatal("stale Apply returned true")
+	}
+	// Even at a position the checkpoint has passed: a stale writer must learn it lost the
+	// lease, not that it is redelivering.
+	ok, err = lo.Apply(ctx, g1, pos(1), fencedBatch("stale"))
+	wantErr(t, "stale Apply of an old position", err, readmodel.ErrFenced)
+	if ok {
+		t.Fatal("stale Apply of an old position returned true")
+	}
+	var updates []readmodel.Update
+	for i := uint64(4); i <= 303; i++ { // several script calls on Redis
+		updates = append(updates, readmodel.Update{Pos: pos(i), Batch: fencedBatch(fmt.Sprintf("u%03d", i))})
+	}
+	n, err := lo.ApplyMany(ctx, g1, updates)
+	wantErr(t, "stale ApplyMany", err, readmodel.ErrFenced)
+	if n != 0 {
+		t.Fatalf("stale ApplyMany applied %d updates", n)
+	}
+	wantValue(t, ctx, s, g1, "k", []byte("hi"))
+	wantIndex(t, ctx, s, g1, "idx", "hi", "lo")
+	wantCheckpoint(t, ctx, s, g1, pos(3), true)
+	wantErr(t, "stale SetActive", lo.SetActive(ctx, g2), readmodel.ErrFenced)
+	wantActive(t, ctx, s, "clients", "g1")
+	wantErr(t, "stale DropGeneration", lo.DropGeneration(ctx, g2), readmodel.ErrFenced)
+	wantCheckpoint(t, ctx, s, g2, eventstore.Start, true)
+
+	// A stale store still reads, unfenced.
+	if v, found, err := lo.Get(ctx, g1, "k"); err != nil || !found || string(v) != "hi" {
+		t.Fatalf("Get through a stale store = %q, %v, %v", v, found, err)
+	}
+	if vs, err := lo.GetMany(ctx, g1, []string{"k"}); err != nil || len(vs) != 1 || string(vs[0]) != "hi" {
+		t.Fatalf("GetMany through a stale store = %q, %v", vs, err)
+	}
+	if got, err := lo.Range(ctx, g1, "idx", "", 10); err != nil || !slices.Equal(got, []string{"hi", "lo"}) {
+		t.Fatalf("Range through a stale store = %q, %v", got, err)
+	}
+	wantCheckpoint(t, ctx, lo, g1, pos(3), true)
+	wantActive(t, ctx, lo, "clients", "g1")
+	wantGenerations(t, ctx, lo, "clients", "g1", "g2")
+
+	// An equal token passes: the same holder, through this handle or another.
+	same := fenced(t, s, "clients", 7)
+	if ok, err := same.Apply(ctx, g1, pos(4), fencedBatch("same")); err != nil || !ok {
+		t.Fatalf("Apply with an equal token = %v, %v", ok, err)
+	}
+	if n, err := hi.ApplyMany(ctx, g1, updates); err != nil || n != len(updates)-1 {
+		t.Fatalf("ApplyMany with an equal token = %d, %v; want %d", n, err, len(updates)-1)
+	}
+	wantCheckpoint(t, ctx, s, g1, pos(303), true)
+	wantValue(t, ctx, s, g1, "k", []byte("u303"))
+	if err := hi.InitGeneration(ctx, g3); err != nil {
+		t.Fatal(err)
+	}
+	if err := hi.SetActive(ctx, g3); err != nil {
+		t.Fatal(err)
+	}
+	if err := hi.DropGeneration(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	wantActive(t, ctx, s, "clients", "g3")
+	wantCheckpoint(t, ctx, s, g1, eventstore.Start, false)
+
+	// A greater token takes over; tokens compare exactly, also above 2^53 where two
+	// neighbours are the same double.
+	if ok, err := fenced(t, s, "clients", 1<<53+1).Apply(ctx, g3, pos(1), fencedBatch("2^53+1")); err != nil || !ok {
+		t.Fatalf("Apply with token 2^53+1 = %v, %v", ok, err)
+	}
+	_, err = hi.Apply(ctx, g3, pos(2), fencedBatch("stale"))
+	wantErr(t, "Apply with the overtaken token", err, readmodel.ErrFenced)
+	_, err = fenced(t, s, "clients", 1<<53).Apply(ctx, g3, pos(2), fencedBatch("stale"))
+	wantErr(t, "Apply with token 2^53 after 2^53+1", err, readmodel.ErrFenced)
+	if ok, err := fenced(t, s, "clients", math.MaxUint64).Apply(ctx, g3, pos(2), fencedBatch("max")); err != nil || !ok {
+		t.Fatalf("Apply with token 2^64-1 = %v, %v", ok, err)
+	}
+	_, err = fenced(t, s, "clients", math.MaxUint64-1).Apply(ctx, g3, pos(3), fencedBatch("stale"))
+	wantErr(t, "Apply with token 2^64-2 after 2^64-1", err, readmodel.ErrFenced)
+	wantValue(t, ctx, s, g3, "k", []byte("max"))
+	wantCheckpoint(t, ctx, s, g3, pos(2), true)
+}
+
+func testFenceBelongsToModel(t *testing.T, ctx context.Context, s readmodel.Store) {
+	g1 := readmodel.Namespace{Model: "clients", Generation: "g1"}
+	g2 := readmodel.Namespace{Model: "clients", Generation: "g2"}
+	lo, hi := fenced(t, s, "clients", 5), fenced(t, s, "clients", 7)
+	start := countKeys(t, ctx, s)
+	if err := hi.InitGeneration(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKeys(t, ctx, s); n != start+2 {
+		t.Fatalf("after a fenced InitGeneration the store holds %d keys, want %d (a checkpoint and a fence)", n, start+2)
+	}
+	if err := hi.InitGeneration(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+	if err := hi.SetActive(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+
+	// The fence survives drops, fenced or not: it belongs to the model.
+	if err := hi.DropGeneration(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	g4 := newGen(t, ctx, s, "clients", "g4")
+	if err := s.DropGeneration(ctx, g4); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "stale InitGeneration after drops", lo.InitGeneration(ctx, g1), readmodel.ErrFenced)
+	wantCheckpoint(t, ctx, s, g1, eventstore.Start, false)
+	_, err := lo.Apply(ctx, g2, pos(1), fencedBatch("stale"))
+	wantErr(t, "stale Apply after drops", err, readmodel.ErrFenced)
+
+	// Fences are per model: a lower token for another model passes, and leaves clients'
+	// fence alone.
+	other := readmodel.Namespace{Model: "clients-x", Generation: "g1"}
+	o := fenced(t, s, "clients-x", 1)
+	if err := o.InitGeneration(ctx, other); err != nil {
+		t.Fatalf("InitGeneration of another model with a lower token: %v", err)
+	}
+	if ok, err := o.Apply(ctx, other, pos(1), fencedBatch("other")); err != nil || !ok {
+		t.Fatalf("Apply to another model with a lower token = %v, %v", ok, err)
+	}
+	_, err = lo.Apply(ctx, g2, pos(1), fencedBatch("stale"))
+	wantErr(t, "stale Apply after another model's write", err, readmodel.ErrFenced)
+
+	// The plain store neither checks nor records tokens (single-process deployments and
+	// tests): its writes pass, and afterwards the recorded token still does.
+	g5 := readmodel.Namespace{Model: "clients", Generation: "g5"}
+	if err := s.InitGeneration(ctx, g5); err != nil {
+		t.Fatalf("plain InitGeneration under a fence: %v", err)
+	}
+	if ok, err := s.Apply(ctx, g5, pos(1), fencedBatch("plain")); err != nil || !ok {
+		t.Fatalf("plain Apply under a fence = %v, %v", ok, err)
+	}
+	if n, err := s.ApplyMany(ctx, g5, []readmodel.Update{{Pos: pos(2), Batch: fencedBatch("plain 2")}}); err != nil || n != 1 {
+		t.Fatalf("plain ApplyMany under a fence = %d, %v", n, err)
+	}
+	if err := s.SetActive(ctx, g5); err != nil {
+		t.Fatalf("plain SetActive under a fence: %v", err)
+	}
+	if err := s.DropGeneration(ctx, g2); err != nil {
+		t.Fatalf("plain DropGeneration under a fence: %v", err)
+	}
+	if ok, err := hi.Apply(ctx, g5, pos(3), fencedBatch("hi")); err != nil || !ok {
+		t.Fatalf("fenced Apply after plain writes = %v, %v", ok, err)
+	}
+	_, err = lo.Apply(ctx, g5, pos(4), fencedBatch("stale"))
+	wantErr(t, "stale Apply after plain writes", err, readmodel.ErrFenced)
+
+	// A fenced write refused for another reason records nothing: the greater token's
+	// failures leave hi in charge.
+	top := fenced(t, s, "clients", 9)
+	missing := readmodel.Namespace{Model: "clients", Generation: "missing"}
+	_, err = top.Apply(ctx, missing, pos(9), fencedBatch("top"))
+	wantErr(t, "Apply without checkpoint", err, readmodel.ErrNoCheckpoint)
+	_, err = top.ApplyMany(ctx, missing, []readmodel.Update{{Pos: pos(9), Batch: fencedBatch("top")}})
+	wantErr(t, "ApplyMany without checkpoint", err, readmodel.ErrNoCheckpoint)
+	wantErr(t, "SetActive without checkpoint", top.SetActive(ctx, missing), readmodel.ErrNoCheckpoint)
+	wantErr(t, "DropGeneration of the active generation", top.DropGeneration(ctx, g5), readmodel.ErrGenerationActive)
+	var bad readmodel.Batch
+	bad.Put("", []byte("v"))
+	_, err = top.Apply(ctx, g5, pos(9), bad)
+	wantErr(t, "Apply of an invalid batch", err, readmodel.ErrInvalid)
+	if ok, err := hi.Apply(ctx, g5, pos(4), fencedBatch("hi 4")); err != nil || !ok {
+		t.Fatalf("Apply after a greater token's refused writes = %v, %v", ok, err)
+	}
+	wantValue(t, ctx, s, g5, "k", []byte("hi 4"))
+}
+
+// wrappedStore is a Store that Fenced does not know.
+type wrappedStore struct{ readmodel.Store }
+
+func testFencedServesOneModel(t *testing.T, ctx context.Context, s readmodel.Store) {
+	keys := newGen(t, ctx, s, "keys", "g1")
+	keys2 := readmodel.Namespace{Model: "keys", Generation: "g2"}
+	mustApply(t, ctx, s, keys, pos(1), fencedBatch("v"))
+	f := fenced(t, s, "clients", 5)
+	wantErr(t, "InitGeneration of another model", f.InitGeneration(ctx, keys2), readmodel.ErrInvalid)
+	_, err := f.Apply(ctx, keys, pos(2), fencedBatch("other"))
+	wantErr(t, "Apply to another model", err, readmodel.ErrInvalid)
+	_, err = f.ApplyMany(ctx, keys, []readmodel.Update{{Pos: pos(2), Batch: fencedBatch("other")}})
+	wantErr(t, "ApplyMany to another model", err, readmodel.ErrInvalid)
+	wantErr(t, "SetActive of another model", f.SetActive(ctx, keys), readmodel.ErrInvalid)
+	wantErr(t, "DropGeneration of another model", f.DropGeneration(ctx, keys), readmodel.ErrInvalid)
+	wantValue(t, ctx, s, keys, "k", []byte("v"))
+	wantCheckpoint(t, ctx, s, keys, pos(1), true)
+	wantCheckpoint(t, ctx, s, keys2, eventstore.Start, false)
+	if gen, ok, err := s.Active(ctx, "keys"); err != nil || ok {
+		t.Fatalf("Active(keys) after a refused switch = %q, %v, %v", gen, ok, err)
+	}
+	// The refused writes recorded no token, for either model.
+	if ok, err := fenced(t, s, "keys", 1).Apply(ctx, keys, pos(2), fencedBatch("w")); err != nil || !ok {
+		t.Fatalf("Apply with token 1 after refused writes = %v, %v", ok, err)
+	}
+	if err := fenced(t, s, "clients", 1).InitGeneration(ctx, readmodel.Namespace{Model: "clients", Generation: "g1"}); err != nil {
+		t.Fatalf("InitGeneration with token 1 after refused writes: %v", err)
+	}
+
+	// Invalid namespaces are refused as by the plain store.
+	var b readmodel.Batch
+	b.Put("k", []byte("v"))
+	for _, ns := range []readmodel.Namespace{
+		{Model: "clients", Generation: "g*"},
+		{Model: "clients", Generation: ""},
+		{Model: "", Generation: "g1"},
+	} {
+		wantErr(t, fmt.Sprintf("fenced InitGeneration(%q)", ns), f.InitGeneration(ctx, ns), readmodel.ErrInvalid)
+		_, err := f.Apply(ctx, ns, pos(1), b)
+		wantErr(t, fmt.Sprintf("fenced Apply(%q)", ns), err, readmodel.ErrInvalid)
+		_, _, err = f.Get(ctx, ns, "k")
+		wantErr(t, fmt.Sprintf("fenced Get(%q)", ns), err, readmodel.ErrInvalid)
+	}
+
+	// Reads pass through for any model.
+	wantValue(t, ctx, f, keys, "k", []byte("w"))
+	wantGenerations(t, ctx, f, "keys", "g1")
+	if err := s.SetActive(ctx, keys); err != nil {
+		t.Fatal(err)
+	}
+	wantActive(t, ctx, f, "keys", "g1")
+
+	// Fenced refuses a bad model, token 0, and a store it cannot fence, a fenced one
+	// included.
+	for name, fn := range map[string]func() (readmodel.Store, error){
+		"bad model":     func() (readmodel.Store, error) { return readmodel.Fenced(s, "a*", 1) },
+		"empty model":   func() (readmodel.Store, error) { return readmodel.Fenced(s, "", 1) },
+		"token 0":       func() (readmodel.Store, error) { return readmodel.Fenced(s, "clients", 0) },
+		"fenced store":  func() (readmodel.Store, error) { return readmodel.Fenced(f, "clients", 6) },
+		"fenced, other": func() (readmodel.Store, error) { return readmodel.Fenced(f, "keys", 6) },
+		"unknown store": func() (readmodel.Store, error) { return readmodel.Fenced(wrappedStore{s}, "clients", 6) },
+		"nil store":     func() (readmodel.Store, error) { return readmodel.Fenced(nil, "clients", 6) },
+	} {
+		got, err := fn()
+		wantErr(t, "Fenced with a "+name, err, readmodel.ErrInvalid)
+		if got != nil {
+			t.Fatalf("Fenced with a %s returned a store", name)
+		}
 	}
 }

@@ -1,0 +1,232 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/projections/models"
+	"github.com/keyledger/keyledger/projections/readmodel"
+	"github.com/keyledger/keyledger/projections/source"
+)
+
+// NewGeneration returns a fresh generation name of def's version: the version, a dash
+// and the creation time (base-36 Unix nanoseconds), so that generations sort by age
+// within a version and a rebuild request can be compared with a generation's age.
+func NewGeneration(def models.Definition, now time.Time) string {
+	return def.Version + "-" + strconv.FormatInt(now.UnixNano(), 36)
+}
+
+// generationTime returns when gen (named by NewGeneration) was created; false for a
+// generation named otherwise (the bare version of DefaultNamespaces).
+func generationTime(gen string) (time.Time, bool) {
+	i := strings.LastIndexByte(gen, '-')
+	if i < 0 {
+		return time.Time{}, false
+	}
+	n, err := strconv.ParseInt(gen[i+1:], 36, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, n), true
+}
+
+// RebuildResult is what a rebuild did.
+type RebuildResult struct {
+	// Checkpoint is the generation's checkpoint when the rebuild ended: the position of
+	// the last event of the model's streams it applied (Start for none).
+	Checkpoint eventstore.Position
+	// Scanned is the position of the last event of the log it read (any stream).
+	Scanned eventstore.Position
+	// Events counts the events of the model's streams it applied.
+	Events int
+}
+
+// RebuildConfig tunes Rebuild.
+type RebuildConfig struct {
+	// Direct projects straight into the target store. Right for an in-process store,
+	// where a write costs no round trip. Otherwise (Redis) the handlers run against an
+	// in-process copy of the generation being built and their batches are merged and
+	// written in large atomic steps, each with the position of its last event.
+	Direct bool
+	// FlushOps is how many operations a merged write holds at most before it is sent
+	// (default 20,000; each one blocks Redis for its duration).
+	FlushOps int
+	// ReadPage is the log page size (default 4096).
+	ReadPage int
+	// Progress, when set, is called after each merged write (or every ReadPage events
+	// when Direct) with the checkpoint reached and the events applied so far.
+	Progress func(cp eventstore.Position, events int)
+}
+
+// Rebuild builds the generation ns of def from the start of the log up to its current
+// end, into target: it creates the generation (which must not exist yet), runs def's
+// handlers on every event of its streams in log order, and leaves the generation's
+// checkpoint at the last one. It does not make the generation active; the caller starts
+// projecting from the checkpoint and switches once it has caught up. On error the
+// generation is left partial: drop it.
+//
+// The handlers are those the router runs, so a rebuilt generation is the generation a
+// projection from the start would have built — only faster, because nothing waits for a
+// round trip per event.
+func Rebuild(ctx context.Context, events eventstore.Store, target readmodel.Store, def models.Definition, ns readmodel.Namespace, cfg RebuildConfig) (RebuildResult, error) {
+	if cfg.FlushOps <= 0 {
+		cfg.FlushOps = 20_000
+	}
+	if cfg.FlushOps > readmodel.MaxBatchOps/2 {
+		cfg.FlushOps = readmodel.MaxBatchOps / 2
+	}
+	if cfg.ReadPage <= 0 {
+		cfg.ReadPage = 4096
+	}
+	var res RebuildResult
+	if ns.Model != def.Model {
+		return res, fmt.Errorf("%w: namespace %s is not of model %s", readmodel.ErrInvalid, ns, def.Model)
+	}
+	if _, present, err := target.Checkpoint(ctx, ns); err != nil {
+		return res, err
+	} else if present {
+		return res, fmt.Errorf("%w: generation %s already exists", readmodel.ErrInvalid, ns)
+	}
+	if err := target.InitGeneration(ctx, ns); err != nil {
+		return res, err
+	}
+
+	handlerStore := target
+	var rec *recorder
+	if !cfg.Direct {
+		mem := readmodel.NewMemory()
+		if err := mem.InitGeneration(ctx, ns); err != nil {
+			return res, err
+		}
+		rec = &recorder{Memory: mem}
+		handlerStore = rec
+	}
+	disp, err := source.NewDispatcher(def.Handlers(models.Deps{Store: handlerStore, Events: events}, ns))
+	if err != nil {
+		return res, err
+	}
+
+	// The writer applies merged batches while the handlers build the next one.
+	type flush struct {
+		pos    eventstore.Position
+		batch  readmodel.Batch
+		events int
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	flushes := make(chan flush, 2)
+	werr := make(chan error, 1)
+	go func() {
+		for f := range flushes {
+			if _, err := target.Apply(wctx, ns, f.pos, f.batch); err != nil {
+				werr <- fmt.Errorf("write %s up to %s: %w", ns, f.pos, err)
+				cancel()
+				for range flushes {
+				}
+				return
+			}
+			if cfg.Progress != nil {
+				cfg.Progress(f.pos, f.events)
+			}
+		}
+		werr <- nil
+	}()
+	send := func(pos eventstore.Position) bool {
+		b := rec.take()
+		select {
+		case flushes <- flush{pos: pos, batch: b, events: res.Events}:
+			return true
+		case <-wctx.Done():
+			return false
+		}
+	}
+	finish := func(err error) (RebuildResult, error) {
+		close(flushes)
+		if werrV := <-werr; werrV != nil {
+			err = errors.Join(err, werrV)
+		}
+		if err == nil {
+			err = ctx.Err()
+		}
+		return res, err
+	}
+
+	pending := eventstore.Start // position of the last event not flushed yet
+	after := eventstore.Start
+	for {
+		page, err := events.ReadAll(wctx, after, cfg.ReadPage)
+		if err != nil {
+			return finish(fmt.Errorf("read the log after %s: %w", after, err))
+		}
+		for _, e := range page {
+			res.Scanned = e.Position
+			if !def.Filter.Match(e.Stream) {
+				continue
+			}
+			handled, err := disp.Handle(wctx, e)
+			if err != nil {
+				return finish(fmt.Errorf("%s at %s (%s): %w", e.Type, e.Position, e.Stream, err))
+			}
+			if !handled {
+				continue // no handler wants it: the router acks it without a checkpoint move too
+			}
+			res.Events++
+			res.Checkpoint = e.Position
+			if rec != nil {
+				pending = e.Position
+				if rec.pending.Len() >= cfg.FlushOps && !send(pending) {
+					return finish(nil)
+				}
+			}
+		}
+		if cfg.Direct && cfg.Progress != nil && len(page) > 0 {
+			cfg.Progress(res.Checkpoint, res.Events)
+		}
+		if len(page) < cfg.ReadPage {
+			break
+		}
+		after = page[len(page)-1].Position
+	}
+	if rec != nil && pending != eventstore.Start && (rec.pending.Len() > 0 || rec.moved) {
+		if !send(pending) {
+			return finish(nil)
+		}
+	}
+	return finish(nil)
+}
+
+// recorder is the in-process copy of a generation being rebuilt: the handlers read and
+// write it, and every batch they apply is also kept, merged, for the real store.
+type recorder struct {
+	*readmodel.Memory
+	pending readmodel.Batch
+	moved   bool // an Apply since the last take (possibly with an empty batch)
+}
+
+// Apply applies to the copy and keeps the batch.
+func (r *recorder) Apply(ctx context.Context, ns readmodel.Namespace, pos eventstore.Position, b readmodel.Batch) (bool, error) {
+	ok, err := r.Memory.Apply(ctx, ns, pos, b)
+	if err == nil && ok {
+		r.pending.Append(b)
+		r.moved = true
+	}
+	return ok, err
+}
+
+// ApplyMany is not used by handlers; refuse it so that a future use is noticed.
+func (r *recorder) ApplyMany(context.Context, readmodel.Namespace, []readmodel.Update) (int, error) {
+	return 0, fmt.Errorf("%w: ApplyMany during a rebuild", readmodel.ErrInvalid)
+}
+
+// take returns the merged batch and starts a new one.
+func (r *recorder) take() readmodel.Batch {
+	b := r.pending
+	r.pending = readmodel.Batch{}
+	r.moved = false
+	return b
+}
