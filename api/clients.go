@@ -4,15 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyledger/keyledger/commands"
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/client"
-	"github.com/keyledger/keyledger/domain/keyring"
-	"github.com/keyledger/keyledger/domain/keys"
+	"github.com/keyledger/keyledger/projections/models"
 )
 
 type keyRequest struct {
@@ -36,70 +34,6 @@ func (k keyRequest) input() (commands.KeyInput, error) {
 		return in, nil
 	}
 	return in, &domain.ValidationError{Fields: []domain.FieldError{{Field: "key", Message: "a PEM string or a JWK object"}}}
-}
-
-type memberResponse struct {
-	UserID string    `json:"userId"`
-	Since  time.Time `json:"since"`
-}
-
-type keyResponse struct {
-	KID               string          `json:"kid"`
-	Name              string          `json:"name"`
-	Use               string          `json:"use"`
-	Alg               string          `json:"alg"`
-	KeyType           string          `json:"kty"`
-	UploadedBy        string          `json:"uploadedBy"`
-	UploadedAt        time.Time       `json:"uploadedAt"`
-	UploaderRemoved   bool            `json:"uploaderRemoved"`
-	UploaderRemovedAt *time.Time      `json:"uploaderRemovedAt,omitempty"`
-	JWK               json.RawMessage `json:"jwk,omitempty"`
-}
-
-type clientResponse struct {
-	ID              string           `json:"id"`
-	Kind            client.Kind      `json:"kind"`
-	Name            string           `json:"name"`
-	Description     string           `json:"description"`
-	CreatedAt       time.Time        `json:"createdAt"`
-	Members         []memberResponse `json:"members"`
-	Keys            []keyResponse    `json:"keys"`
-	Purposes        []string         `json:"purposes"`
-	Recommendations []string         `json:"recommendations"`
-}
-
-func keyView(kr keyring.Keyring, k keyring.Key) keyResponse {
-	r := keyResponse{KID: k.KID, Name: k.Name, Use: k.Use, Alg: k.Alg, KeyType: k.KeyType, UploadedBy: k.UploadedBy, UploadedAt: k.UploadedAt}
-	if removed, at := kr.UploaderRemoved(k); removed {
-		r.UploaderRemoved = true
-		r.UploaderRemovedAt = &at
-	}
-	return r
-}
-
-// keyringView renders members, keys and the replacement recommendations.
-func keyringView(kr keyring.Keyring) ([]memberResponse, []keyResponse, []string) {
-	members := []memberResponse{}
-	for _, id := range kr.Members() {
-		members = append(members, memberResponse{UserID: id, Since: kr.MemberSince(id)})
-	}
-	keys := []keyResponse{}
-	recs := []string{}
-	for _, k := range kr.Keys() {
-		kv := keyView(kr, k)
-		keys = append(keys, kv)
-		if kv.UploaderRemoved {
-			recs = append(recs, "replace key "+k.KID+" ("+k.Name+"): it was uploaded by "+k.UploadedBy+
-				", who is no longer a member; upload a new key, move callers to it, then delete this one")
-		}
-	}
-	return members, keys, recs
-}
-
-func clientView(c *client.Client) clientResponse {
-	members, keys, recs := keyringView(c.Keyring())
-	return clientResponse{ID: c.ID(), Kind: c.Kind(), Name: c.Name(), Description: c.Description(), CreatedAt: c.CreatedAt(),
-		Members: members, Keys: keys, Purposes: c.PurposeIDs(), Recommendations: recs}
 }
 
 func (s *Server) clientRoutes() {
@@ -148,19 +82,19 @@ func (s *Server) createClient(c echo.Context) error {
 }
 
 func (s *Server) listClients(c echo.Context) error {
+	q, err := s.read(c, models.DirectoryModel, listParams("kind", "memberUserId", "purposeId", "namePrefix")...)
+	if err != nil {
+		return err
+	}
 	kind := client.Kind(c.QueryParam("kind"))
 	if kind != "" && kind != client.KindAPI && kind != client.KindEService {
 		return &domain.ValidationError{Fields: []domain.FieldError{{Field: "kind", Message: `"eservice" or "api"`}}}
 	}
-	cs, err := s.deps.Commands.ListClients(c.Request().Context(), actorFrom(c).Tenant, kind)
-	if err != nil {
-		return err
-	}
-	out := listResponse[clientResponse]{Items: make([]clientResponse, 0, len(cs))}
-	for _, cl := range cs {
-		out.Items = append(out.Items, clientView(cl))
-	}
-	return c.JSON(http.StatusOK, out)
+	f := models.ClientFilter{Kind: kind, MemberUserID: c.QueryParam("memberUserId"), PurposeID: c.QueryParam("purposeId"),
+		NamePrefix: c.QueryParam("namePrefix")}
+	return listAnswer(q, func(cursor string, limit int) (models.Page[models.ClientView], error) {
+		return models.ListClients(q.ctx(), q.store, q.ns, actorFrom(c).Tenant, f, cursor, limit)
+	})
 }
 
 func (s *Server) clientHistory(c echo.Context) error {
@@ -196,20 +130,8 @@ func (s *Server) removeClientPurpose(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if done, err := s.awaitRevocation(c, res, grantsPurpose...); done || err != nil {
+		return err
+	}
 	return answer(c, res, http.StatusNoContent, "", nil)
-}
-
-// withJWK renders a key with its public JWK.
-func withJWK(kr keyring.Keyring, k keyring.Key) (keyResponse, error) {
-	kv := keyView(kr, k)
-	parsed, err := keys.Parse([]byte(k.PEM))
-	if err != nil {
-		return kv, err
-	}
-	jwk, err := parsed.JWK(k.Use, k.Alg)
-	if err != nil {
-		return kv, err
-	}
-	kv.JWK = jwk
-	return kv, nil
 }

@@ -25,20 +25,30 @@ import (
 	"github.com/keyledger/keyledger/api"
 	"github.com/keyledger/keyledger/api/auth"
 	"github.com/keyledger/keyledger/commands"
+	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/eventstore/embedded"
+	"github.com/keyledger/keyledger/projections/readmodel"
+	"github.com/keyledger/keyledger/projections/runner"
 )
 
-// env is the whole HTTP server in-process on a real embedded store, with development
-// tokens.
+// env is the whole HTTP server in-process on a real embedded store, with the read models
+// projected by a runner into the in-process read-model store, and development tokens.
+//
+// Like a well-behaved client, env reads its own writes: every GET it sends carries the
+// highest Keyledger-Position any earlier answer gave, as Keyledger-Min-Position, unless
+// the test sets that header itself (an empty value sends none).
 type env struct {
 	t    *testing.T
 	srv  *httptest.Server
 	api  *api.Server
 	dir  string
 	toks map[string]string
+
+	mu   sync.Mutex
+	seen eventstore.Position // the highest Keyledger-Position answered so far
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, configure ...func(*api.Deps)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := embedded.Open(context.Background(), dir)
@@ -50,12 +60,59 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := runner.New(runner.Config{Events: store, Store: readmodel.NewMemory(), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done }) // registered before the store's Close: runs first
+	deadline := time.Now().Add(30 * time.Second)
+	for r.Healthy() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("read models not ready: %v", r.Healthy())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	cmds := commands.New(store, commands.Config{MaxClientKeys: 5, MaxKeychainKeys: 3}, nil, nil)
-	s := api.New(api.Deps{Ready: []api.ReadyCheck{{Name: "eventstore", Pinger: store}},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Commands: cmds, Verifier: api.UserTokens(v)})
+	deps := api.Deps{Ready: []api.ReadyCheck{{Name: "eventstore", Pinger: store}},
+		Logger: logger, Commands: cmds, Verifier: api.UserTokens(v), Reads: r.Reader()}
+	for _, c := range configure {
+		c(&deps)
+	}
+	s := api.New(deps)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, api: s, dir: dir, toks: map[string]string{}}
+}
+
+// saw records a Keyledger-Position answered to a request env did not send itself.
+func (e *env) saw(position string) {
+	if position == "" {
+		return
+	}
+	pos, err := eventstore.ParsePosition(position)
+	if err != nil {
+		e.t.Errorf("Keyledger-Position %q: %v", position, err)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.seen.Less(pos) {
+		e.seen = pos
+	}
+}
+
+// minPosition is the Keyledger-Min-Position env sends with its reads ("" for none).
+func (e *env) minPosition() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.seen.IsZero() {
+		return ""
+	}
+	return e.seen.String()
 }
 
 // token returns a development token for tenant/user ("" tenant: the operator).
@@ -115,8 +172,16 @@ func (e *env) do(method, path, token string, body any, hdr ...string) resp {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if method == http.MethodGet {
+		if pos := e.minPosition(); pos != "" {
+			req.Header.Set(api.HeaderMinPosition, pos)
+		}
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	if req.Header.Get(api.HeaderMinPosition) == "" {
+		req.Header.Del(api.HeaderMinPosition)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -124,6 +189,7 @@ func (e *env) do(method, path, token string, body any, hdr ...string) resp {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	e.saw(res.Header.Get(api.HeaderPosition))
 	validateExchange(e.t, req, raw, res.StatusCode, res.Header, b)
 	return resp{status: res.StatusCode, header: res.Header, body: b}
 }
@@ -400,6 +466,7 @@ func TestKidUniquenessUnderConcurrentUploads(t *testing.T) {
 				return
 			}
 			defer res.Body.Close()
+			e.saw(res.Header.Get(api.HeaderPosition))
 			var p map[string]any
 			_ = json.NewDecoder(res.Body).Decode(&p)
 			statuses[i] = res.StatusCode

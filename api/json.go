@@ -16,9 +16,8 @@ import (
 	"github.com/keyledger/keyledger/commands"
 )
 
-// HeaderPosition carries the global position of a command's last event. Today's queries
-// replay the event store and always see it; once queries read projections they will
-// accept it as a minimum position to wait for.
+// HeaderPosition carries the global position of a command's last event. A query given it
+// as its minimum position (HeaderMinPosition) reads the caller's own write.
 const HeaderPosition = "Keyledger-Position"
 
 // decode reads a JSON request body strictly: one object, no unknown fields, within the

@@ -8,9 +8,12 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyledger/keyledger/commands"
+	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/client"
 	"github.com/keyledger/keyledger/domain/keychain"
 	"github.com/keyledger/keyledger/domain/keyring"
+	"github.com/keyledger/keyledger/projections/models"
+	"github.com/keyledger/keyledger/projections/readmodel"
 )
 
 // Clients and keychains share members and keys; these handlers serve both.
@@ -29,11 +32,51 @@ func ownerPath(o commands.Owner) string {
 func ownerView(a any) any {
 	switch a := a.(type) {
 	case *client.Client:
-		return clientView(a)
+		return models.RenderClient(a)
 	case *keychain.Keychain:
-		return keychainView(a)
+		return models.RenderKeychain(a)
 	}
 	return nil
+}
+
+// ownerReads are the directory queries of one kind of key owner.
+type ownerReads struct {
+	// get reads an owner of the tenant: its view and its keys.
+	get func(q query, tenantID, id string) (any, []models.KeyView, models.RecordMeta, bool, error)
+	// key reads one key with its JWK.
+	key func(ctx echoCtx, store readmodel.Store, ns readmodel.Namespace, tenantID, id, kid string) (models.KeyView, models.RecordMeta, error)
+}
+
+func ownerReadsOf(o commands.Owner) ownerReads {
+	if o.Name() == commands.Keychains.Name() {
+		return ownerReads{
+			get: func(q query, tenantID, id string) (any, []models.KeyView, models.RecordMeta, bool, error) {
+				v, meta, ok, err := models.GetKeychain(q.ctx(), q.store, q.ns, tenantID, id)
+				return v, v.Keys, meta, ok, err
+			},
+			key: models.GetKeychainKey,
+		}
+	}
+	return ownerReads{
+		get: func(q query, tenantID, id string) (any, []models.KeyView, models.RecordMeta, bool, error) {
+			v, meta, ok, err := models.GetClient(q.ctx(), q.store, q.ns, tenantID, id)
+			return v, v.Keys, meta, ok, err
+		},
+		key: models.GetClientKey,
+	}
+}
+
+// readOwner reads the owner named by :id in the caller's tenant.
+func (s *Server) readOwner(c echo.Context, o commands.Owner) (query, any, []models.KeyView, models.RecordMeta, error) {
+	q, err := s.read(c, models.DirectoryModel)
+	if err != nil {
+		return q, nil, nil, models.RecordMeta{}, err
+	}
+	v, keys, meta, ok, err := ownerReadsOf(o).get(q, actorFrom(c).Tenant, c.Param("id"))
+	if err == nil && !ok {
+		err = domain.ErrNotFound
+	}
+	return q, v, keys, meta, err
 }
 
 // ownerAnswer reloads the owner a command changed and answers with it.
@@ -49,26 +92,11 @@ func (s *Server) ownerAnswer(o commands.Owner) func(c echo.Context, res commands
 
 func (s *Server) getOwner(o commands.Owner) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		a, v, err := s.deps.Commands.LoadOwner(c.Request().Context(), o, actorFrom(c).Tenant, c.Param("id"))
+		q, v, _, meta, err := s.readOwner(c, o)
 		if err != nil {
 			return err
 		}
-		c.Response().Header().Set("ETag", etag(v))
-		return c.JSON(http.StatusOK, ownerView(a))
-	}
-}
-
-func (s *Server) listOwners(o commands.Owner) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		as, err := s.deps.Commands.ListOwners(c.Request().Context(), o, actorFrom(c).Tenant)
-		if err != nil {
-			return err
-		}
-		out := listResponse[any]{Items: make([]any, 0, len(as))}
-		for _, a := range as {
-			out.Items = append(out.Items, ownerView(a))
-		}
-		return c.JSON(http.StatusOK, out)
+		return q.detail(meta.Version, v)
 	}
 }
 
@@ -80,6 +108,9 @@ func (s *Server) deleteOwner(o commands.Owner) echo.HandlerFunc {
 		}
 		res, err := s.deps.Commands.DeleteOwner(c.Request().Context(), m, o, c.Param("id"))
 		if err != nil {
+			return err
+		}
+		if done, err := s.awaitRevocation(c, res, grantsOf(o)...); done || err != nil {
 			return err
 		}
 		return answer(c, res, http.StatusNoContent, "", nil)
@@ -145,8 +176,11 @@ func (s *Server) uploadKey(o commands.Owner) echo.HandlerFunc {
 			return err
 		}
 		kr := a.Keyring()
-		k, _ := kr.Key(kid)
-		kv, err := withJWK(kr, k)
+		k, ok := kr.Key(kid)
+		if !ok { // deleted again since the upload
+			return keyring.ErrKeyNotFound
+		}
+		kv, err := models.RenderKey(kr, k)
 		if err != nil {
 			return err
 		}
@@ -154,35 +188,29 @@ func (s *Server) uploadKey(o commands.Owner) echo.HandlerFunc {
 	}
 }
 
+// listKeys answers an owner's keys in upload order, in one page: an owner holds at most
+// the configured maximum of keys (100 for a client by default).
 func (s *Server) listKeys(o commands.Owner) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		a, v, err := s.deps.Commands.LoadOwner(c.Request().Context(), o, actorFrom(c).Tenant, c.Param("id"))
+		q, _, keys, meta, err := s.readOwner(c, o)
 		if err != nil {
 			return err
 		}
-		_, keys, _ := keyringView(a.Keyring())
-		c.Response().Header().Set("ETag", etag(v))
-		return c.JSON(http.StatusOK, listResponse[keyResponse]{Items: keys})
+		return q.detail(meta.Version, listResponse[models.KeyView]{Items: keys})
 	}
 }
 
 func (s *Server) getKey(o commands.Owner) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		a, v, err := s.deps.Commands.LoadOwner(c.Request().Context(), o, actorFrom(c).Tenant, c.Param("id"))
+		q, err := s.read(c, models.DirectoryModel)
 		if err != nil {
 			return err
 		}
-		c.Response().Header().Set("ETag", etag(v))
-		kr := a.Keyring()
-		k, ok := kr.Key(c.Param("kid"))
-		if !ok {
-			return keyring.ErrKeyNotFound
-		}
-		kv, err := withJWK(kr, k)
+		kv, meta, err := ownerReadsOf(o).key(q.ctx(), q.store, q.ns, actorFrom(c).Tenant, c.Param("id"), c.Param("kid"))
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, kv)
+		return q.detail(meta.Version, kv)
 	}
 }
 
@@ -194,6 +222,9 @@ func (s *Server) deleteKey(o commands.Owner) echo.HandlerFunc {
 		}
 		res, err := s.deps.Commands.DeleteKey(c.Request().Context(), m, o, c.Param("id"), c.Param("kid"))
 		if err != nil {
+			return err
+		}
+		if done, err := s.awaitRevocation(c, res, grantsOf(o)...); done || err != nil {
 			return err
 		}
 		return answer(c, res, http.StatusNoContent, "", nil)

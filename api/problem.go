@@ -4,12 +4,16 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyledger/keyledger/commands"
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/projections/models"
+	"github.com/keyledger/keyledger/projections/readmodel"
+	"github.com/keyledger/keyledger/projections/runner"
 )
 
 // Stable machine codes carried in problem documents. Clients switch on these; never
@@ -48,6 +52,8 @@ type Problem struct {
 	Errors []domain.FieldError `json:"errors,omitempty"`
 
 	cause error
+	// retryAfter, when positive, is sent as Retry-After (seconds).
+	retryAfter int
 }
 
 func (p *Problem) Error() string { return p.Code + ": " + p.Detail }
@@ -73,19 +79,24 @@ func domainStatus(k domain.Kind) (int, string) {
 }
 
 var errorTable = []struct {
-	err    error
-	status int
-	code   string
-	title  string
+	err        error
+	status     int
+	code       string
+	title      string
+	retryAfter int
 }{
-	{commands.ErrPreconditionFailed, http.StatusPreconditionFailed, CodePreconditionFailed, "Precondition failed"},
-	{commands.ErrContention, http.StatusConflict, CodeConcurrency, "Concurrent modification"},
-	{eventstore.ErrConcurrency, http.StatusConflict, CodeConcurrency, "Concurrent modification"},
-	{eventstore.ErrInvalidAppend, http.StatusBadRequest, CodeInvalidAppend, "Invalid event"},
-	{eventstore.ErrStorageFull, http.StatusInsufficientStorage, CodeStorageFull, "Storage full"},
-	{eventstore.ErrCorrupt, http.StatusInternalServerError, CodeStorageCorrupt, "Storage corrupt"},
-	{eventstore.ErrUnavailable, http.StatusServiceUnavailable, CodeStoreUnavailable, "Event store unavailable"},
-	{eventstore.ErrClosed, http.StatusServiceUnavailable, CodeStoreUnavailable, "Shutting down"},
+	{runner.ErrBehind, http.StatusServiceUnavailable, CodeReadModelBehind, "Read model behind", retryAfterSeconds},
+	{runner.ErrNotReady, http.StatusServiceUnavailable, CodeReadModelNotReady, "Read model not ready", retryAfterSeconds},
+	{readmodel.ErrUnavailable, http.StatusServiceUnavailable, CodeReadModelDown, "Read model unavailable", retryAfterSeconds},
+	{readmodel.ErrCorrupt, http.StatusInternalServerError, CodeStorageCorrupt, "Read model corrupt", 0},
+	{commands.ErrPreconditionFailed, http.StatusPreconditionFailed, CodePreconditionFailed, "Precondition failed", 0},
+	{commands.ErrContention, http.StatusConflict, CodeConcurrency, "Concurrent modification", 0},
+	{eventstore.ErrConcurrency, http.StatusConflict, CodeConcurrency, "Concurrent modification", 0},
+	{eventstore.ErrInvalidAppend, http.StatusBadRequest, CodeInvalidAppend, "Invalid event", 0},
+	{eventstore.ErrStorageFull, http.StatusInsufficientStorage, CodeStorageFull, "Storage full", 0},
+	{eventstore.ErrCorrupt, http.StatusInternalServerError, CodeStorageCorrupt, "Storage corrupt", 0},
+	{eventstore.ErrUnavailable, http.StatusServiceUnavailable, CodeStoreUnavailable, "Event store unavailable", 0},
+	{eventstore.ErrClosed, http.StatusServiceUnavailable, CodeStoreUnavailable, "Shutting down", 0},
 }
 
 var statusCodes = map[int]string{
@@ -123,6 +134,10 @@ func toProblem(err error) *Problem {
 		return &Problem{Status: http.StatusBadRequest, Code: CodeValidation, Title: "Invalid request",
 			Detail: ve.Error(), Errors: ve.Fields, cause: err}
 	}
+	var qe *models.QueryError
+	if errors.As(err, &qe) {
+		return &Problem{Status: http.StatusBadRequest, Code: qe.Code, Title: "Invalid query", Detail: qe.Error(), cause: err}
+	}
 	var de *domain.Error
 	if errors.As(err, &de) {
 		status, title := domainStatus(de.Kind)
@@ -130,7 +145,7 @@ func toProblem(err error) *Problem {
 	}
 	for _, row := range errorTable {
 		if errors.Is(err, row.err) {
-			return &Problem{Status: row.status, Code: row.code, Title: row.title, Detail: err.Error(), cause: err}
+			return &Problem{Status: row.status, Code: row.code, Title: row.title, Detail: err.Error(), cause: err, retryAfter: row.retryAfter}
 		}
 	}
 	return &Problem{Status: http.StatusInternalServerError, Code: CodeInternal,
@@ -149,6 +164,9 @@ func problemHandler(log *slog.Logger) echo.HTTPErrorHandler {
 				"status", p.Status, "code", p.Code, "error", err.Error())
 		}
 		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		if p.retryAfter > 0 {
+			c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(p.retryAfter))
+		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(p.Status)
 			return

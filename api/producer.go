@@ -3,22 +3,24 @@ package api
 import (
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyledger/keyledger/commands"
+	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/eservice"
 	"github.com/keyledger/keyledger/domain/keychain"
+	"github.com/keyledger/keyledger/domain/keyring"
 	"github.com/keyledger/keyledger/domain/purpose"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/projections/models"
 )
 
 func (s *Server) producerRoutes() {
 	s.handle(http.MethodPost, "/v1/eservices", TenantAdmin, s.createEService)
 	s.handle(http.MethodGet, "/v1/eservices", TenantUser, s.listEServices)
 	s.handle(http.MethodGet, "/v1/eservices/:id", TenantUser, s.getEService)
-	s.handle(http.MethodPost, "/v1/eservices/:id/suspend", TenantAdmin, s.eserviceAction(commandsSuspendEService))
+	s.handle(http.MethodPost, "/v1/eservices/:id/suspend", TenantAdmin, s.eserviceAction(commandsSuspendEService, grantsPurpose...))
 	s.handle(http.MethodPost, "/v1/eservices/:id/activate", TenantAdmin, s.eserviceAction(commandsActivateEService))
 	s.handle(http.MethodGet, "/v1/eservices/:id/history", TenantReader, s.eserviceHistory)
 
@@ -26,8 +28,8 @@ func (s *Server) producerRoutes() {
 	s.handle(http.MethodGet, "/v1/purposes", TenantUser, s.listPurposes)
 	s.handle(http.MethodGet, "/v1/purposes/:id", TenantUser, s.getPurpose)
 	s.handle(http.MethodPost, "/v1/purposes/:id/activate", TenantAdmin, s.purposeAction((*commands.Service).ActivatePurpose))
-	s.handle(http.MethodPost, "/v1/purposes/:id/suspend", TenantAdmin, s.purposeAction((*commands.Service).SuspendPurpose))
-	s.handle(http.MethodPost, "/v1/purposes/:id/archive", TenantAdmin, s.purposeAction((*commands.Service).ArchivePurpose))
+	s.handle(http.MethodPost, "/v1/purposes/:id/suspend", TenantAdmin, s.purposeAction((*commands.Service).SuspendPurpose, grantsPurpose...))
+	s.handle(http.MethodPost, "/v1/purposes/:id/archive", TenantAdmin, s.purposeAction((*commands.Service).ArchivePurpose, grantsPurpose...))
 	s.handle(http.MethodGet, "/v1/purposes/:id/history", TenantReader, s.purposeHistory)
 
 	s.handle(http.MethodPost, "/v1/keychains", TenantAdmin, s.createKeychain)
@@ -50,25 +52,6 @@ var (
 	commandsSuspendEService  = (*commands.Service).SuspendEService
 	commandsActivateEService = (*commands.Service).ActivateEService
 )
-
-type eserviceResponse struct {
-	ID                     string    `json:"id"`
-	Producer               string    `json:"producer"`
-	Name                   string    `json:"name"`
-	Audience               string    `json:"audience"`
-	VoucherLifetimeSeconds int       `json:"voucherLifetimeSeconds"`
-	State                  string    `json:"state"`
-	CreatedAt              time.Time `json:"createdAt"`
-}
-
-func eserviceView(e *eservice.EService) eserviceResponse {
-	state := "active"
-	if !e.Active() {
-		state = "suspended"
-	}
-	return eserviceResponse{ID: e.ID(), Producer: e.Tenant(), Name: e.Name(), Audience: e.Audience(),
-		VoucherLifetimeSeconds: int(e.VoucherLifetime() / time.Second), State: state, CreatedAt: e.CreatedAt()}
-}
 
 type createEServiceRequest struct {
 	Name                   string `json:"name"`
@@ -93,34 +76,37 @@ func (s *Server) eserviceAnswer(c echo.Context, res commands.Result, status int,
 	if err != nil {
 		return err
 	}
-	return answer(c, res, status, location, eserviceView(e))
+	return answer(c, res, status, location, models.RenderEService(e))
 }
 
+// listEServices: the catalogue is public to every registered user of any tenant.
 func (s *Server) listEServices(c echo.Context) error {
-	es, err := s.deps.Commands.ListEServices(c.Request().Context(), c.QueryParam("producer"))
+	q, err := s.read(c, models.DirectoryModel, listParams("producer", "namePrefix")...)
 	if err != nil {
 		return err
 	}
-	out := listResponse[eserviceResponse]{Items: make([]eserviceResponse, 0, len(es))}
-	for _, e := range es {
-		out.Items = append(out.Items, eserviceView(e))
-	}
-	return c.JSON(http.StatusOK, out)
+	f := models.EServiceFilter{Producer: c.QueryParam("producer"), NamePrefix: c.QueryParam("namePrefix")}
+	return listAnswer(q, func(cursor string, limit int) (models.Page[models.EServiceView], error) {
+		return models.ListEServices(q.ctx(), q.store, q.ns, f, cursor, limit)
+	})
 }
 
 func (s *Server) getEService(c echo.Context) error {
-	e, v, err := s.deps.Commands.GetEService(c.Request().Context(), c.Param("id"))
+	q, err := s.read(c, models.DirectoryModel)
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("ETag", etag(v))
-	return c.JSON(http.StatusOK, eserviceView(e))
+	return detailAnswer(q, func() (models.EServiceView, models.RecordMeta, bool, error) {
+		return models.GetEService(q.ctx(), q.store, q.ns, c.Param("id"))
+	})
 }
 
 // stateAction serves a bodiless state change (suspend, activate, archive) on the
 // resource named by :id, answering with the resource as reloaded by reply.
+// stateAction runs a bodiless state change; one that revokes access names the read
+// models that grant it (see awaitRevocation).
 func (s *Server) stateAction(do func(*commands.Service, echoCtx, commands.Meta, string) (commands.Result, error),
-	reply func(echo.Context, commands.Result, int, string) error) echo.HandlerFunc {
+	reply func(echo.Context, commands.Result, int, string) error, grants []string) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		m, err := commandMeta(c)
 		if err != nil {
@@ -130,31 +116,19 @@ func (s *Server) stateAction(do func(*commands.Service, echoCtx, commands.Meta, 
 		if err != nil {
 			return err
 		}
+		if done, err := s.awaitRevocation(c, res, grants...); done || err != nil {
+			return err
+		}
 		return reply(c, res, http.StatusOK, "")
 	}
 }
 
-func (s *Server) eserviceAction(do func(*commands.Service, echoCtx, commands.Meta, string) (commands.Result, error)) echo.HandlerFunc {
-	return s.stateAction(do, s.eserviceAnswer)
+func (s *Server) eserviceAction(do func(*commands.Service, echoCtx, commands.Meta, string) (commands.Result, error), grants ...string) echo.HandlerFunc {
+	return s.stateAction(do, s.eserviceAnswer, grants)
 }
 
 func (s *Server) eserviceHistory(c echo.Context) error {
 	return s.history(c, eservice.StreamName(c.Param("id")))
-}
-
-type purposeResponse struct {
-	ID         string        `json:"id"`
-	EServiceID string        `json:"eserviceId"`
-	Consumer   string        `json:"consumer"`
-	Producer   string        `json:"producer"`
-	Title      string        `json:"title"`
-	State      purpose.State `json:"state"`
-	CreatedAt  time.Time     `json:"createdAt"`
-}
-
-func purposeView(p *purpose.Purpose) purposeResponse {
-	return purposeResponse{ID: p.ID(), EServiceID: p.EServiceID(), Consumer: p.ConsumerTenant(), Producer: p.ProducerTenant(),
-		Title: p.Title(), State: p.State(), CreatedAt: p.CreatedAt()}
 }
 
 type createPurposeRequest struct {
@@ -179,32 +153,36 @@ func (s *Server) purposeAnswer(c echo.Context, res commands.Result, status int, 
 	if err != nil {
 		return err
 	}
-	return answer(c, res, status, location, purposeView(p))
+	return answer(c, res, status, location, models.RenderPurpose(p))
 }
 
 func (s *Server) listPurposes(c echo.Context) error {
-	ps, err := s.deps.Commands.ListPurposes(c.Request().Context(), actorFrom(c).Tenant)
+	q, err := s.read(c, models.DirectoryModel, listParams("role", "titlePrefix")...)
 	if err != nil {
 		return err
 	}
-	out := listResponse[purposeResponse]{Items: make([]purposeResponse, 0, len(ps))}
-	for _, p := range ps {
-		out.Items = append(out.Items, purposeView(p))
+	role := models.PurposeRole(c.QueryParam("role"))
+	if role != "" && role != models.PurposeConsumer && role != models.PurposeProducer {
+		return &domain.ValidationError{Fields: []domain.FieldError{{Field: "role", Message: `"consumer" or "producer"`}}}
 	}
-	return c.JSON(http.StatusOK, out)
+	f := models.PurposeFilter{Role: role, TitlePrefix: c.QueryParam("titlePrefix")}
+	return listAnswer(q, func(cursor string, limit int) (models.Page[models.PurposeView], error) {
+		return models.ListPurposes(q.ctx(), q.store, q.ns, actorFrom(c).Tenant, f, cursor, limit)
+	})
 }
 
 func (s *Server) getPurpose(c echo.Context) error {
-	p, v, err := s.deps.Commands.GetPurpose(c.Request().Context(), actorFrom(c).Tenant, c.Param("id"))
+	q, err := s.read(c, models.DirectoryModel)
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("ETag", etag(v))
-	return c.JSON(http.StatusOK, purposeView(p))
+	return detailAnswer(q, func() (models.PurposeView, models.RecordMeta, bool, error) {
+		return models.GetPurpose(q.ctx(), q.store, q.ns, actorFrom(c).Tenant, c.Param("id"))
+	})
 }
 
-func (s *Server) purposeAction(do func(*commands.Service, echoCtx, commands.Meta, string) (commands.Result, error)) echo.HandlerFunc {
-	return s.stateAction(do, s.purposeAnswer)
+func (s *Server) purposeAction(do func(*commands.Service, echoCtx, commands.Meta, string) (commands.Result, error), grants ...string) echo.HandlerFunc {
+	return s.stateAction(do, s.purposeAnswer, grants)
 }
 
 func (s *Server) purposeHistory(c echo.Context) error {
@@ -213,23 +191,6 @@ func (s *Server) purposeHistory(c echo.Context) error {
 		return err
 	}
 	return s.history(c, purpose.StreamName(p.ID()), func([]eventstore.RecordedEvent) bool { return true })
-}
-
-type keychainResponse struct {
-	ID              string           `json:"id"`
-	Name            string           `json:"name"`
-	Description     string           `json:"description"`
-	CreatedAt       time.Time        `json:"createdAt"`
-	Members         []memberResponse `json:"members"`
-	Keys            []keyResponse    `json:"keys"`
-	EServices       []string         `json:"eservices"`
-	Recommendations []string         `json:"recommendations"`
-}
-
-func keychainView(k *keychain.Keychain) keychainResponse {
-	members, keys, recs := keyringView(k.Keyring())
-	return keychainResponse{ID: k.ID(), Name: k.Name(), Description: k.Description(), CreatedAt: k.CreatedAt(),
-		Members: members, Keys: keys, EServices: k.EServiceIDs(), Recommendations: recs}
 }
 
 type createKeychainRequest struct {
@@ -260,7 +221,14 @@ func (s *Server) createKeychain(c echo.Context) error {
 }
 
 func (s *Server) listKeychains(c echo.Context) error {
-	return s.listOwners(commands.Keychains)(c)
+	q, err := s.read(c, models.DirectoryModel, listParams("memberUserId", "namePrefix")...)
+	if err != nil {
+		return err
+	}
+	f := models.KeychainFilter{MemberUserID: c.QueryParam("memberUserId"), NamePrefix: c.QueryParam("namePrefix")}
+	return listAnswer(q, func(cursor string, limit int) (models.Page[models.KeychainView], error) {
+		return models.ListKeychains(q.ctx(), q.store, q.ns, actorFrom(c).Tenant, f, cursor, limit)
+	})
 }
 
 func (s *Server) getKeychain(c echo.Context) error { return s.getOwner(commands.Keychains)(c) }
@@ -301,14 +269,23 @@ func (s *Server) removeKeychainEService(c echo.Context) error {
 	return answer(c, res, http.StatusNoContent, "", nil)
 }
 
+// producerKey answers a keychain's key as a JWK, to any authenticated caller, from the
+// keys read model. A kid held by a client is not a producer key.
 func (s *Server) producerKey(c echo.Context) error {
-	kr, k, err := s.deps.Commands.ProducerKey(c.Request().Context(), c.Param("kid"))
+	q, err := s.read(c, models.KeysModel)
 	if err != nil {
 		return err
 	}
-	kv, err := withJWK(kr, k)
+	k, ok, err := models.LookupKey(q.ctx(), q.store, q.ns, c.Param("kid"))
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, kv.JWK)
+	if !ok || k.OwnerKind != models.OwnerKeychain {
+		return keyring.ErrKeyNotFound
+	}
+	jwk, err := models.KeyJWK(k.PEM, k.Use, k.Alg)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, jwk)
 }

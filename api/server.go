@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/keyledger/keyledger/commands"
+	"github.com/keyledger/keyledger/projections/runner"
 )
 
 // Pinger reports whether a dependency can serve. The event store is one.
@@ -36,8 +37,20 @@ type Deps struct {
 	ReadyTimeout time.Duration
 	// BodyLimit caps request bodies. Default "1M".
 	BodyLimit string
-	// Commands handles commands and the replay-based queries.
+	// Commands handles commands; their answers and the history queries load aggregates
+	// and streams from the event store through it.
 	Commands *commands.Service
+	// Reads is how queries read read models (the directory for lists and details, the
+	// keys model for producer keys): each waits through it, bounded by ReadWait, until
+	// the model has reached the request's minimum position. Nil: every query answers 503.
+	Reads *runner.Reader
+	// ReadWait bounds how long a query waits for its read model to reach the request's
+	// minimum position before it answers 503 with Retry-After. Default 2s. A longer
+	// wait holds a request (and its connection) for as long.
+	ReadWait time.Duration
+	// RevocationWait bounds how long a command that revokes access waits for the read
+	// models that grant access to apply it before answering 202 instead. Default 2s.
+	RevocationWait time.Duration
 	// Verifier authenticates bearer tokens.
 	Verifier TokenVerifier
 }
@@ -59,6 +72,12 @@ func New(deps Deps) *Server {
 	}
 	if deps.ReadyTimeout <= 0 {
 		deps.ReadyTimeout = 2 * time.Second
+	}
+	if deps.ReadWait <= 0 {
+		deps.ReadWait = 2 * time.Second
+	}
+	if deps.RevocationWait <= 0 {
+		deps.RevocationWait = 2 * time.Second
 	}
 	if deps.BodyLimit == "" {
 		deps.BodyLimit = "1M"

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/user"
+	"github.com/keyledger/keyledger/projections/models"
 )
 
 type createTenantRequest struct {
@@ -19,27 +19,6 @@ type createTenantRequest struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`
 	} `json:"admin"`
-}
-
-type tenantResponse struct {
-	ID    string       `json:"id"`
-	Name  string       `json:"name"`
-	Admin userResponse `json:"admin"`
-}
-
-type userResponse struct {
-	ID           string    `json:"id"`
-	Name         string    `json:"name"`
-	Roles        []string  `json:"roles"`
-	RegisteredAt time.Time `json:"registeredAt"`
-}
-
-func userView(u *user.User) userResponse {
-	roles := make([]string, len(u.Roles()))
-	for i, r := range u.Roles() {
-		roles[i] = string(r)
-	}
-	return userResponse{ID: u.ID(), Name: u.Name(), Roles: roles, RegisteredAt: u.RegisteredAt()}
 }
 
 func (s *Server) userRoutes() {
@@ -63,40 +42,31 @@ func (s *Server) createTenant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	view, _, err := s.tenantView(c, res.ID)
+	ctx := c.Request().Context()
+	t, _, err := s.deps.Commands.GetTenant(ctx, res.ID)
 	if err != nil {
 		return err
 	}
-	return answer(c, res, http.StatusCreated, "/v1/tenants/"+url.PathEscape(view.ID), view)
-}
-
-// tenantView loads a tenant with its first administrator as registered now.
-func (s *Server) tenantView(c echo.Context, id string) (tenantResponse, uint64, error) {
-	t, v, err := s.deps.Commands.GetTenant(c.Request().Context(), id)
-	if err != nil {
-		return tenantResponse{}, 0, err
+	admin, _, err := s.deps.Commands.GetUser(ctx, t.ID(), t.AdminID())
+	if err != nil && !errors.Is(err, domain.ErrNotFound) {
+		return err
 	}
-	out := tenantResponse{ID: t.ID(), Name: t.Name(), Admin: userResponse{ID: t.AdminID(), Name: t.AdminName(), Roles: []string{}}}
-	if admin, _, err := s.deps.Commands.GetUser(c.Request().Context(), t.ID(), t.AdminID()); err == nil {
-		out.Admin = userView(admin)
-	} else if !errors.Is(err, domain.ErrNotFound) {
-		return tenantResponse{}, 0, err
-	}
-	return out, v, nil
+	return answer(c, res, http.StatusCreated, "/v1/tenants/"+url.PathEscape(t.ID()), models.RenderTenant(t, admin))
 }
 
 // getTenant: the operator reads any tenant, a user only their own.
 func (s *Server) getTenant(c echo.Context) error {
+	q, err := s.read(c, models.DirectoryModel)
+	if err != nil {
+		return err
+	}
 	a := actorFrom(c)
 	if !a.Operator && a.Tenant != c.Param("id") {
 		return domain.ErrNotFound
 	}
-	view, v, err := s.tenantView(c, c.Param("id"))
-	if err != nil {
-		return err
-	}
-	c.Response().Header().Set("ETag", etag(v))
-	return c.JSON(http.StatusOK, view)
+	return detailAnswer(q, func() (models.TenantView, models.RecordMeta, bool, error) {
+		return models.GetTenant(q.ctx(), q.store, q.ns, c.Param("id"))
+	})
 }
 
 type createUserRequest struct {
@@ -119,32 +89,33 @@ func (s *Server) createUser(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return answer(c, res, http.StatusCreated, "/v1/users/"+url.PathEscape(u.ID()), userView(u))
+	return answer(c, res, http.StatusCreated, "/v1/users/"+url.PathEscape(u.ID()), models.RenderUser(u))
 }
 
+// listResponse is a list that is not paginated (a resource's keys, its history).
 type listResponse[T any] struct {
 	Items []T `json:"items"`
 }
 
 func (s *Server) listUsers(c echo.Context) error {
-	us, err := s.deps.Commands.ListUsers(c.Request().Context(), actorFrom(c).Tenant)
+	q, err := s.read(c, models.DirectoryModel, listParams("namePrefix")...)
 	if err != nil {
 		return err
 	}
-	out := listResponse[userResponse]{Items: make([]userResponse, 0, len(us))}
-	for _, u := range us {
-		out.Items = append(out.Items, userView(u))
-	}
-	return c.JSON(http.StatusOK, out)
+	f := models.UserFilter{NamePrefix: c.QueryParam("namePrefix")}
+	return listAnswer(q, func(cursor string, limit int) (models.Page[models.UserView], error) {
+		return models.ListUsers(q.ctx(), q.store, q.ns, actorFrom(c).Tenant, f, cursor, limit)
+	})
 }
 
 func (s *Server) getUser(c echo.Context) error {
-	u, v, err := s.deps.Commands.GetUser(c.Request().Context(), actorFrom(c).Tenant, c.Param("id"))
+	q, err := s.read(c, models.DirectoryModel)
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("ETag", etag(v))
-	return c.JSON(http.StatusOK, userView(u))
+	return detailAnswer(q, func() (models.UserView, models.RecordMeta, bool, error) {
+		return models.GetUser(q.ctx(), q.store, q.ns, actorFrom(c).Tenant, c.Param("id"))
+	})
 }
 
 type patchUserRequest struct {
@@ -176,7 +147,7 @@ func (s *Server) patchUser(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return answer(c, res, http.StatusOK, "", userView(u))
+	return answer(c, res, http.StatusOK, "", models.RenderUser(u))
 }
 
 func (s *Server) deleteUser(c echo.Context) error {

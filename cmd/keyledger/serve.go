@@ -94,7 +94,8 @@ func serve(ctx context.Context, e *env, hooks serveHooks) error {
 		log.Warn("development mode: user tokens are signed by the key in the data directory; mint one with `keyledger token` — never run a shared deployment this way")
 	}
 	cmds := commands.New(store, commands.Config{MaxClientKeys: e.cfg.MaxClientKeys, MaxKeychainKeys: e.cfg.MaxKeychainKeys}, nil, nil)
-	srv := api.New(api.Deps{Ready: checks, Logger: log, Registry: reg, Commands: cmds, Verifier: api.UserTokens(verifier)})
+	srv := api.New(api.Deps{Ready: checks, Logger: log, Registry: reg, Commands: cmds, Verifier: api.UserTokens(verifier),
+		Reads: projections.Reader()})
 	if hooks.server != nil {
 		hooks.server(srv)
 	}

@@ -1,16 +1,19 @@
-// Package models holds the read models that grant access: the voucher-path entry (one
-// denormalised record per client, key and purpose, read by the token endpoint in one
-// round trip) and the key-by-kid model. Each is one handler group of a source.Router and
-// writes through a readmodel.Store, applying exactly one Batch per event with the event's
-// position, so that the read model and its checkpoint move together atomically.
+// Package models holds Keyledger's read models, each a Definition (names, streams,
+// handlers): Voucher — one denormalised record per client, key and purpose, read by the
+// token endpoint in one round trip —, Keys — keys by kid — and Directory — lists and
+// details of tenants, users, clients, keychains, e-services and purposes for the API's
+// queries. Each is one handler group of a source.Router and writes through a
+// readmodel.Store, applying exactly one Batch per event with the event's position, so
+// that the read model and its checkpoint move together atomically.
 //
-// Wiring:
+// projections/runner runs them in production (generations, rebuilds, leases). The
+// lighter wiring below (Register with Checkpoint and WaitFor) projects the voucher and
+// keys models into fixed namespaces, for tests of the models themselves:
 //
 //	ns := models.DefaultNamespaces()
 //	r, err := source.NewRouter(source.RouterConfig{Store: events, Checkpoint: models.Checkpoint(store, ns)})
 //	err = models.Register(r, store, ns)
 //	go r.Run(ctx)
-//	// once the router has caught up with the log: store.SetActive(ctx, ns.Voucher), …
 //
 // Each model has a single projector (the lease of DESIGN.md): its handlers read the
 // model's auxiliary records and write the change in one batch, which is consistent only
@@ -117,7 +120,7 @@ func (d Definition) OwnsGeneration(gen string) bool {
 }
 
 // All returns every read model, in the order the runner starts them.
-func All() []Definition { return []Definition{Voucher, Keys} }
+func All() []Definition { return []Definition{Voucher, Keys, Directory} }
 
 // ErrCheckpointLost is returned by the Checkpoint function when a generation that is the
 // active one of its model has no checkpoint: its data was lost (a Redis flush or a restart
