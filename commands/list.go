@@ -5,9 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/client"
-	"github.com/keyledger/keyledger/domain/user"
 	"github.com/keyledger/keyledger/eventstore"
 )
 
@@ -37,30 +35,6 @@ func (s *Service) streamsWithPrefix(ctx context.Context, prefix string) ([]strin
 		out = append(out, st)
 	}
 	sort.Strings(out)
-	return out, nil
-}
-
-// ListUsers returns the registered users of a tenant, ordered by id.
-func (s *Service) ListUsers(ctx context.Context, tenantID string) ([]*user.User, error) {
-	streams, err := s.streamsWithPrefix(ctx, user.StreamName(tenantID, ""))
-	if err != nil {
-		return nil, err
-	}
-	var out []*user.User
-	for _, st := range streams {
-		b := &byFirst[*user.User]{make: func(ev domain.Event) *user.User {
-			if r, ok := ev.(user.Registered); ok {
-				return user.New(r.Tenant, r.ID)
-			}
-			return nil
-		}}
-		if _, err := s.load(ctx, st, user.Codec, b); err != nil {
-			return nil, err
-		}
-		if b.a != nil && b.a.Exists() {
-			out = append(out, b.a)
-		}
-	}
 	return out, nil
 }
 

@@ -2,14 +2,11 @@ package commands
 
 import (
 	"context"
-	"sort"
-	"strings"
 
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/client"
 	"github.com/keyledger/keyledger/domain/eservice"
 	"github.com/keyledger/keyledger/domain/keychain"
-	"github.com/keyledger/keyledger/domain/keyring"
 	"github.com/keyledger/keyledger/domain/purpose"
 )
 
@@ -55,33 +52,6 @@ func (s *Service) GetEService(ctx context.Context, id string) (*eservice.EServic
 		return nil, 0, domain.ErrNotFound
 	}
 	return e, v, nil
-}
-
-// ListEServices returns every e-service (the catalogue), optionally of one producer.
-func (s *Service) ListEServices(ctx context.Context, producer string) ([]*eservice.EService, error) {
-	streams, err := s.streamsWithPrefix(ctx, eservice.StreamName(""))
-	if err != nil {
-		return nil, err
-	}
-	var out []*eservice.EService
-	for _, st := range streams {
-		e := &byFirst[*eservice.EService]{make: func(ev domain.Event) *eservice.EService {
-			if c, ok := ev.(eservice.Created); ok {
-				return eservice.New(c.ID)
-			}
-			return nil
-		}}
-		if _, err := s.load(ctx, st, eservice.Codec, e); err != nil {
-			return nil, err
-		}
-		if e.a != nil && e.a.Exists() && (producer == "" || e.a.Tenant() == producer) {
-			out = append(out, e.a)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		return out[i].Name() < out[j].Name() || out[i].Name() == out[j].Name() && out[i].ID() < out[j].ID()
-	})
-	return out, nil
 }
 
 // byFirst rehydrates an aggregate whose id it learns from its first event.
@@ -183,30 +153,6 @@ func (s *Service) GetPurpose(ctx context.Context, tenantID, id string) (*purpose
 	return p, v, nil
 }
 
-// ListPurposes returns the purposes the tenant consumes or produces.
-func (s *Service) ListPurposes(ctx context.Context, tenantID string) ([]*purpose.Purpose, error) {
-	streams, err := s.streamsWithPrefix(ctx, purpose.StreamName(""))
-	if err != nil {
-		return nil, err
-	}
-	var out []*purpose.Purpose
-	for _, st := range streams {
-		b := &byFirst[*purpose.Purpose]{make: func(ev domain.Event) *purpose.Purpose {
-			if c, ok := ev.(purpose.Created); ok {
-				return purpose.New(c.ID)
-			}
-			return nil
-		}}
-		if _, err := s.load(ctx, st, purpose.Codec, b); err != nil {
-			return nil, err
-		}
-		if b.a != nil && b.a.Exists() && (b.a.ConsumerTenant() == tenantID || b.a.ProducerTenant() == tenantID) {
-			out = append(out, b.a)
-		}
-	}
-	return out, nil
-}
-
 // KeychainSpec is a keychain creation request.
 type KeychainSpec struct {
 	Name        string
@@ -284,27 +230,4 @@ func (s *Service) ListOwners(ctx context.Context, o Owner, tenantID string) ([]k
 		}
 	}
 	return out, nil
-}
-
-// ProducerKey finds a keychain's public key by kid, for any authenticated caller. A kid
-// held by a client (not a keychain) is not a producer key.
-func (s *Service) ProducerKey(ctx context.Context, kid string) (keyring.Keyring, keyring.Key, error) {
-	r := &reservation{}
-	if _, err := s.load(ctx, kidStream(kid), reservationCodec, r); err != nil {
-		return keyring.Keyring{}, keyring.Key{}, err
-	}
-	kind, id, _ := strings.Cut(r.owner, ":")
-	if !r.held || kind != Keychains.name {
-		return keyring.Keyring{}, keyring.Key{}, keyring.ErrKeyNotFound
-	}
-	k, _, _, err := get(ctx, s, keychain.StreamName(id), keychain.Codec, keychain.New(id))
-	if err != nil {
-		return keyring.Keyring{}, keyring.Key{}, err
-	}
-	kr := k.Keyring()
-	key, ok := kr.Key(kid)
-	if !ok || !k.Exists() {
-		return keyring.Keyring{}, keyring.Key{}, keyring.ErrKeyNotFound
-	}
-	return kr, key, nil
 }
