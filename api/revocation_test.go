@@ -2,35 +2,17 @@ package api_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/keyledger/keyledger/api"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/internal/testkeys"
 	"github.com/keyledger/keyledger/projections/models"
 	"github.com/keyledger/keyledger/projections/readmodel"
 	"github.com/keyledger/keyledger/projections/runner"
 )
-
-// ecPEM returns a fresh P-256 public key as PEM (fresh kids keep reservation streams short).
-func ecPEM(t *testing.T) string {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-}
 
 // voucherEntry reads the voucher model's entry as the token endpoint does: the active
 // generation as it is now, no wait, one lookup.
@@ -77,7 +59,7 @@ func TestDeletedKeyIsRefusedByTheNextRequest(t *testing.T) {
 		if i%perClient == 0 {
 			id = e.client(admin, "api", nil)
 		}
-		up := e.must(201, "POST", "/v1/clients/"+id+"/keys", admin, keyBody("rotating key", ecPEM(t)))
+		up := e.must(201, "POST", "/v1/clients/"+id+"/keys", admin, keyBody("rotating key", string(testkeys.P256PEM(t))))
 		kid := up.json(t)["kid"].(string)
 		if _, ok := waitEntry(t, rd, up, id, kid, ""); !ok {
 			t.Fatalf("round %d: the uploaded key never reached the voucher model", i)

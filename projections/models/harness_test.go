@@ -2,11 +2,6 @@ package models_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"testing"
 	"time"
 
@@ -14,6 +9,7 @@ import (
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/eventstore/embedded"
+	"github.com/keyledger/keyledger/internal/testkeys"
 	"github.com/keyledger/keyledger/projections/models"
 	"github.com/keyledger/keyledger/projections/readmodel"
 	"github.com/keyledger/keyledger/projections/source"
@@ -184,22 +180,8 @@ func (e *env) absent(clientID, kid, purposeID string) {
 	}
 }
 
-// newKey returns a fresh P-256 public key as PEM.
-func newKey(t *testing.T) []byte {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
 func keyInput(t *testing.T, name string) commands.KeyInput {
-	return commands.KeyInput{Name: name, Key: newKey(t), Use: "sig"}
+	return commands.KeyInput{Name: name, Key: testkeys.P256PEM(t), Use: "sig"}
 }
 
 // keyCounter is implemented by both stores (for tests).

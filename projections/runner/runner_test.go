@@ -2,11 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"log/slog"
 	"strings"
@@ -22,6 +17,7 @@ import (
 	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/eventstore/embedded"
 	"github.com/keyledger/keyledger/internal/redistest"
+	"github.com/keyledger/keyledger/internal/testkeys"
 	"github.com/keyledger/keyledger/projections/models"
 	"github.com/keyledger/keyledger/projections/readmodel"
 	"github.com/keyledger/keyledger/projections/runner"
@@ -60,19 +56,6 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func publicKey(t *testing.T) []byte {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
 // apiClient creates an API client with one key and returns its id, the key's kid and the
 // command's result.
 func (w *world) apiClient(name string) (string, string, commands.Result) {
@@ -81,7 +64,7 @@ func (w *world) apiClient(name string) (string, string, commands.Result) {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	up, kid, err := w.cmd.UploadKey(ctx, admin, commands.Clients, res.ID, commands.KeyInput{Name: "k", Key: publicKey(w.t), Use: "sig"})
+	up, kid, err := w.cmd.UploadKey(ctx, admin, commands.Clients, res.ID, commands.KeyInput{Name: "k", Key: testkeys.P256PEM(w.t), Use: "sig"})
 	if err != nil {
 		w.t.Fatal(err)
 	}
