@@ -2,7 +2,7 @@
 GO              ?= go
 STATICCHECK     ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCH_COUNT     ?= 5
-BENCH_PKGS      ?= ./eventstore/embedded/ ./projections/readmodel/
+BENCH_PKGS      ?= ./eventstore/embedded/ ./projections/readmodel/ ./projections/runner/
 BIN             := bin/keyledger
 
 .PHONY: run build test lint bench clean
@@ -29,7 +29,7 @@ lint:
 
 ## bench: the benchmarks an issue names, then one table of targets met or not
 bench:
-	$(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) $(BENCH_PKGS) | tee bench.out
+	$(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) -timeout 40m $(BENCH_PKGS) | tee bench.out
 	@$(GO) run ./bench/report -targets bench/targets.tsv bench.out
 
 clean:

@@ -208,6 +208,9 @@ func WaitFor(ctx context.Context, store readmodel.Store, ns readmodel.Namespace,
 type projector struct {
 	store readmodel.Store
 	ns    readmodel.Namespace
+	// reset, when set, forgets what the handlers cached: called whenever an event is not
+	// applied exactly as built.
+	reset func()
 }
 
 // inconsistentError: the model's own records contradict the event (a key uploaded to a
@@ -229,6 +232,14 @@ func (p projector) apply(ctx context.Context, build func(ctx context.Context, ev
 		return source.Permanent(errors.New("models: no event in the handler's context"))
 	}
 	var b readmodel.Batch
+	applied := false
+	if p.reset != nil {
+		defer func() {
+			if !applied {
+				p.reset()
+			}
+		}()
+	}
 	if err := build(ctx, ev, &b); err != nil {
 		var inc *inconsistentError
 		if !errors.As(err, &inc) {
@@ -243,12 +254,14 @@ func (p projector) apply(ctx context.Context, build func(ctx context.Context, ev
 		}
 		return source.Permanent(fmt.Errorf("%s at %s (%s): %w", ev.Type, ev.Position, ev.Stream, err))
 	}
-	if _, err := p.store.Apply(ctx, p.ns, ev.Position, b); err != nil {
-		if errors.Is(err, readmodel.ErrNoCheckpoint) || errors.Is(err, readmodel.ErrInvalid) || errors.Is(err, readmodel.ErrCorrupt) {
+	ok, err := p.store.Apply(ctx, p.ns, ev.Position, b)
+	if err != nil {
+		if errors.Is(err, readmodel.ErrNoCheckpoint) || errors.Is(err, readmodel.ErrInvalid) || errors.Is(err, readmodel.ErrCorrupt) || errors.Is(err, readmodel.ErrFenced) {
 			return source.Permanent(fmt.Errorf("%s at %s: %w", ev.Type, ev.Position, err))
 		}
 		return err
 	}
+	applied = ok
 	return nil
 }
 

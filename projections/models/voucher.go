@@ -177,7 +177,8 @@ var Voucher = Definition{
 }
 
 func voucherHandlers(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandler {
-	m := voucherModel{projector{store: deps.Store, ns: ns}}
+	cache := newRecCache()
+	m := voucherModel{p: projector{store: deps.Store, ns: ns, reset: cache.reset}, cache: cache}
 	p := m.p
 	return []cqrs.GroupEventHandler{
 		on(p, m.clientCreated),
@@ -208,16 +209,50 @@ func voucherHandlers(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandler
 	}
 }
 
-type voucherModel struct{ p projector }
+type voucherModel struct {
+	p     projector
+	cache *recCache
+}
 
-func (m voucherModel) view(ctx context.Context) *view {
-	return &view{ctx: ctx, store: m.p.store, ns: m.p.ns,
-		clients: map[string]*clientRec{}, keys: map[string]*keyRec{},
+// recCache keeps the auxiliary records this projector read or wrote, decoded, across
+// events: the model has one projector per generation (the lease), so the records change
+// only through its own batches, and a live event costs one round trip (the apply)
+// instead of one per record. Handlers change cached records in place and put them in the
+// event's batch; whenever an event is not applied as built (an error, a skipped
+// redelivery) the projector resets the cache, which then reloads from the store.
+type recCache struct {
+	clients   map[string]*clientRec
+	keys      map[string]*keyRec // by ckeyKey
+	purposes  map[string]*purposeRec
+	eservices map[string]*eserviceRec
+}
+
+// maxCachedRecs bounds the cache; past it, it starts empty again.
+const maxCachedRecs = 200_000
+
+func newRecCache() *recCache {
+	return &recCache{clients: map[string]*clientRec{}, keys: map[string]*keyRec{},
 		purposes: map[string]*purposeRec{}, eservices: map[string]*eserviceRec{}}
 }
 
+func (c *recCache) reset() { *c = *newRecCache() }
+
+func (c *recCache) size() int {
+	return len(c.clients) + len(c.keys) + len(c.purposes) + len(c.eservices)
+}
+
+func (m voucherModel) view(ctx context.Context) *view {
+	if m.cache.size() > maxCachedRecs {
+		m.cache.reset()
+	}
+	return &view{ctx: ctx, store: m.p.store, ns: m.p.ns,
+		clients: m.cache.clients, keys: m.cache.keys, purposes: m.cache.purposes, eservices: m.cache.eservices}
+}
+
 func (m voucherModel) clientCreated(_ context.Context, _ source.Event, e *client.Created, b *readmodel.Batch) error {
-	return put(b, clientKey(e.ID), clientRec{Kind: e.Kind, Tenant: e.Tenant, KIDs: []string{}, Purposes: map[string]string{}})
+	c := &clientRec{Kind: e.Kind, Tenant: e.Tenant, KIDs: []string{}, Purposes: map[string]string{}}
+	m.cache.clients[e.ID] = c
+	return put(b, clientKey(e.ID), c)
 }
 
 // liveClient loads the event's client, which must exist.
@@ -271,6 +306,7 @@ func (m voucherModel) keyDeleted(ctx context.Context, ev source.Event, e *client
 		return err
 	}
 	b.Delete(ckeyKey(id, e.KID))
+	v.keys[ckeyKey(id, e.KID)] = nil
 	deleteKeyEntries(b, id, e.KID, c)
 	return nil
 }
@@ -327,18 +363,22 @@ func (m voucherModel) clientDeleted(ctx context.Context, ev source.Event, _ *cli
 	}
 	for _, kid := range c.KIDs {
 		b.Delete(ckeyKey(id, kid))
+		v.keys[ckeyKey(id, kid)] = nil
 		deleteKeyEntries(b, id, kid, c)
 	}
 	for pid := range c.Purposes {
 		b.IndexRemove(purposeClients(pid), id)
 	}
 	b.Delete(clientKey(id))
+	v.clients[id] = nil
 	return nil
 }
 
 func (m voucherModel) purposeCreated(_ context.Context, _ source.Event, e *purpose.Created, b *readmodel.Batch) error {
 	b.IndexAdd(eservicePurposes(e.EServiceID), e.ID)
-	return put(b, purposeKey(e.ID), purposeRec{State: purpose.StatePending, EServiceID: e.EServiceID})
+	p := &purposeRec{State: purpose.StatePending, EServiceID: e.EServiceID}
+	m.cache.purposes[e.ID] = p
+	return put(b, purposeKey(e.ID), p)
 }
 
 // purposeState records the purpose's new state and rewrites the entries of every client
@@ -391,7 +431,9 @@ func (m voucherModel) linked(v *view, pid string) ([]triple, error) {
 }
 
 func (m voucherModel) eserviceCreated(_ context.Context, _ source.Event, e *eservice.Created, b *readmodel.Batch) error {
-	return put(b, eserviceKey(e.ID), eserviceRec{State: EServiceActive, Audience: e.Audience, Lifetime: e.VoucherLifetimeSeconds})
+	es := &eserviceRec{State: EServiceActive, Audience: e.Audience, Lifetime: e.VoucherLifetimeSeconds}
+	m.cache.eservices[e.ID] = es
+	return put(b, eserviceKey(e.ID), es)
 }
 
 // eserviceState records the e-service's new state and rewrites the entries of every

@@ -40,9 +40,18 @@ type Reader struct {
 	refresh time.Duration
 	now     func() time.Time
 
-	mu      sync.Mutex
-	active  map[string]resolved
-	changed chan struct{} // closed and replaced by Notify
+	mu       sync.Mutex
+	active   map[string]resolved
+	progress map[string]*progress // by model
+}
+
+// progress is what this process knows of a model without asking the store: a channel
+// closed (and replaced) at every change, and the checkpoint of the generation its own
+// runner projects (gen "" when it projects none).
+type progress struct {
+	changed chan struct{}
+	gen     string
+	cp      eventstore.Position
 }
 
 type resolved struct {
@@ -55,10 +64,11 @@ type resolved struct {
 // before a position).
 func NewReader(store readmodel.Store, events eventstore.Store, defs []models.Definition) *Reader {
 	r := &Reader{store: store, events: events, defs: map[string]models.Definition{}, types: map[string]map[string]bool{},
-		refresh: DefaultRefresh, now: time.Now, active: map[string]resolved{}, changed: make(chan struct{})}
+		refresh: DefaultRefresh, now: time.Now, active: map[string]resolved{}, progress: map[string]*progress{}}
 	for _, d := range defs {
 		r.defs[d.Model] = d
 		r.types[d.Model] = d.EventTypes()
+		r.progress[d.Model] = &progress{changed: make(chan struct{})}
 	}
 	return r
 }
@@ -93,28 +103,47 @@ func (r *Reader) Namespace(ctx context.Context, model string) (readmodel.Namespa
 	return readmodel.Namespace{Model: model, Generation: gen}, nil
 }
 
-// Invalidate forgets the cached active generation of model (the Runner calls it when it
-// switches generations or finds the data lost).
+// Invalidate forgets the cached active generation of model and what this process
+// projects of it (the Runner calls it when it switches generations or finds the data
+// lost), and wakes its waiters.
 func (r *Reader) Invalidate(model string) {
 	r.mu.Lock()
 	delete(r.active, model)
+	if p := r.progress[model]; p != nil {
+		p.gen, p.cp = "", eventstore.Start
+	}
 	r.mu.Unlock()
-	r.Notify()
+	r.notify(model)
 }
 
-// Notify wakes every At waiting for progress; the Runner calls it after each applied
-// event. Without it (another process projects) At polls.
-func (r *Reader) Notify() {
+// Applied tells the Reader that this process's runner applied the event at pos to the
+// generation gen of model (durably: the store acknowledged the write), and wakes the
+// model's waiters. Without it (another process projects) At asks the store and polls.
+func (r *Reader) Applied(model, gen string, pos eventstore.Position) {
 	r.mu.Lock()
-	close(r.changed)
-	r.changed = make(chan struct{})
+	if p := r.progress[model]; p != nil {
+		p.gen, p.cp = gen, pos
+	}
 	r.mu.Unlock()
+	r.notify(model)
 }
 
-func (r *Reader) wake() <-chan struct{} {
+func (r *Reader) notify(model string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.changed
+	if p := r.progress[model]; p != nil {
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+}
+
+// watch returns the model's change channel and the checkpoint this process knows for
+// generation gen (false when it does not project gen).
+func (r *Reader) watch(model, gen string) (<-chan struct{}, eventstore.Position, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.progress[model]
+	return p.changed, p.cp, p.gen != "" && p.gen == gen
 }
 
 // pollEvery is how often At looks again when nothing notified it.
@@ -136,28 +165,59 @@ func (r *Reader) At(ctx context.Context, model string, pos eventstore.Position) 
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
+	var known bool                 // target is known
+	var target eventstore.Position // the last event at or before pos the model applies
 	for {
-		changed := r.wake()
 		ns, err := r.Namespace(ctx, model)
 		var cause error
+		var changed <-chan struct{}
 		switch {
 		case errors.Is(err, ErrNotReady):
 			cause = err
+			changed, _, _ = r.watch(model, "")
 		case err != nil:
 			if ctx.Err() != nil {
 				return ns, fmt.Errorf("%w: %s at %s: %w", ErrBehind, model, pos, err)
 			}
 			return ns, err
 		default:
-			reached, err := reached(ctx, r.store, r.events, def.Filter, r.types[model], ns, pos)
-			if err != nil {
-				if ctx.Err() != nil {
-					return ns, fmt.Errorf("%w: %s at %s: %w", ErrBehind, model, pos, err)
+			var cp eventstore.Position
+			var local bool
+			changed, cp, local = r.watch(model, ns.Generation)
+			present := true
+			if !local {
+				if cp, present, err = r.store.Checkpoint(ctx, ns); err != nil {
+					if ctx.Err() != nil {
+						return ns, fmt.Errorf("%w: %s at %s: %w", ErrBehind, model, pos, err)
+					}
+					return ns, err
 				}
-				return ns, err
+				if !present {
+					r.Invalidate(model) // switched away or lost: resolve again
+				}
 			}
-			if reached {
-				return ns, nil
+			if present {
+				if pos.Compare(cp) <= 0 || (known && target.Compare(cp) <= 0) {
+					return ns, nil
+				}
+				if !known {
+					// Once: the last event at or before pos that the model applies. The
+					// model reflects pos as soon as its checkpoint reaches it; later
+					// wake-ups compare positions and read nothing.
+					last, holds, err := lastApplied(ctx, r.events, def.Filter, r.types[model], cp, pos)
+					if err != nil {
+						if ctx.Err() != nil {
+							return ns, fmt.Errorf("%w: %s at %s: %w", ErrBehind, model, pos, err)
+						}
+						return ns, err
+					}
+					if holds {
+						known, target = true, last
+						if target.Compare(cp) <= 0 {
+							return ns, nil
+						}
+					}
+				}
 			}
 			cause = fmt.Errorf("%w: %s at %s", ErrBehind, model, pos)
 		}
@@ -175,41 +235,48 @@ func (r *Reader) At(ctx context.Context, model string, pos eventstore.Position) 
 }
 
 // reached reports whether ns reflects every event at or before pos that the model
-// applies (of its streams, filter, and of its types): its checkpoint is at or after pos,
-// or no such event lies between the checkpoint and pos (the checkpoint only moves on
-// them) and the log holds pos.
+// applies (of its streams, filter, and of its types), reading its checkpoint from the
+// store.
 func reached(ctx context.Context, store readmodel.Store, events eventstore.Store, filter eventstore.Filter, types map[string]bool, ns readmodel.Namespace, pos eventstore.Position) (bool, error) {
 	cp, present, err := store.Checkpoint(ctx, ns)
-	if err != nil {
+	if err != nil || !present {
 		return false, err
-	}
-	if !present {
-		return false, nil
 	}
 	if pos.Compare(cp) <= 0 {
 		return true, nil
 	}
-	const page = 512
+	last, holds, err := lastApplied(ctx, events, filter, types, cp, pos)
+	return holds && last.Compare(cp) <= 0, err
+}
+
+// lastApplied returns the position of the last event after cp and at or before pos
+// that the model applies (cp when there is none): a generation whose checkpoint is cp
+// reflects pos once its checkpoint reaches that position, because the checkpoint only
+// moves on such events. holds is false when the log does not hold pos yet.
+func lastApplied(ctx context.Context, events eventstore.Store, filter eventstore.Filter, types map[string]bool, cp, pos eventstore.Position) (last eventstore.Position, holds bool, err error) {
+	last = cp
+	page := 16
 	after := cp
 	for {
 		evs, err := events.ReadAll(ctx, after, page)
 		if err != nil {
-			return false, err
+			return last, false, err
 		}
 		for _, e := range evs {
 			if pos.Compare(e.Position) < 0 {
-				return true, nil
+				return last, true, nil
 			}
 			if filter.Match(e.Stream) && types[e.Type] {
-				return false, nil // an event the model must apply first
+				last = e.Position
 			}
 			if e.Position == pos {
-				return true, nil
+				return last, true, nil
 			}
 		}
 		if len(evs) < page {
-			return false, nil // the log does not hold pos yet
+			return last, false, nil
 		}
 		after = evs[len(evs)-1].Position
+		page = min(4*page, 1024)
 	}
 }

@@ -156,24 +156,77 @@ func Rebuild(ctx context.Context, events eventstore.Store, target readmodel.Stor
 		return res, err
 	}
 
-	pending := eventstore.Start // position of the last event not flushed yet
-	after := eventstore.Start
-	for {
-		page, err := events.ReadAll(wctx, after, cfg.ReadPage)
-		if err != nil {
-			return finish(fmt.Errorf("read the log after %s: %w", after, err))
-		}
-		for _, e := range page {
-			res.Scanned = e.Position
-			if !def.Filter.Match(e.Stream) {
-				continue
-			}
-			handled, err := disp.Handle(wctx, e)
+	// A reader goroutine fetches the next page, and decodes the payloads of the events
+	// the model applies, while the handlers work on this one.
+	type item struct {
+		dec     source.Decoded
+		handled bool
+	}
+	type fetched struct {
+		events []eventstore.RecordedEvent
+		items  []item // the page's events of the model's streams, in order
+		err    error
+	}
+	pages := make(chan fetched, 2)
+	go func() {
+		defer close(pages)
+		after := eventstore.Start
+		for {
+			page, err := events.ReadAll(wctx, after, cfg.ReadPage)
+			var items []item
 			if err != nil {
-				return finish(fmt.Errorf("%s at %s (%s): %w", e.Type, e.Position, e.Stream, err))
+				err = fmt.Errorf("read the log after %s: %w", after, err)
 			}
-			if !handled {
+			for _, e := range page {
+				if err != nil {
+					break
+				}
+				if !def.Filter.Match(e.Stream) {
+					continue
+				}
+				dec, handled, derr := disp.Decode(e)
+				if derr != nil {
+					err = fmt.Errorf("%s at %s (%s): %w", e.Type, e.Position, e.Stream, derr)
+				}
+				items = append(items, item{dec, handled})
+			}
+			select {
+			case pages <- fetched{page, items, err}:
+			case <-wctx.Done():
+				return
+			}
+			if err != nil || len(page) < cfg.ReadPage {
+				return
+			}
+			after = page[len(page)-1].Position
+		}
+	}()
+	defer func() {
+		cancel()
+		for range pages {
+		}
+	}()
+
+	pending := eventstore.Start // position of the last event not flushed yet
+	for {
+		f, ok := <-pages
+		if !ok {
+			return finish(wctx.Err())
+		}
+		page, err := f.events, f.err
+		if err != nil {
+			return finish(err)
+		}
+		if len(page) > 0 {
+			res.Scanned = page[len(page)-1].Position
+		}
+		for _, it := range f.items {
+			if !it.handled {
 				continue // no handler wants it: the router acks it without a checkpoint move too
+			}
+			e := it.dec.Event
+			if err := disp.Apply(wctx, it.dec); err != nil {
+				return finish(fmt.Errorf("%s at %s (%s): %w", e.Type, e.Position, e.Stream, err))
 			}
 			res.Events++
 			res.Checkpoint = e.Position
@@ -190,7 +243,6 @@ func Rebuild(ctx context.Context, events eventstore.Store, target readmodel.Stor
 		if len(page) < cfg.ReadPage {
 			break
 		}
-		after = page[len(page)-1].Position
 	}
 	if rec != nil && pending != eventstore.Start && (rec.pending.Len() > 0 || rec.moved) {
 		if !send(pending) {

@@ -372,7 +372,7 @@ func (r *Runner) project(ctx context.Context, m *model, store readmodel.Store, n
 			OnAcked: func(_ string, e eventstore.RecordedEvent) {
 				m.set(func(s *Status) { s.Checkpoint = e.Position })
 				r.metrics.acked(def.Model, e)
-				r.reader.Notify()
+				r.reader.Applied(def.Model, ns.Generation, e.Position)
 			},
 		},
 		Logger: watermill.NewSlogLogger(r.log.With("model", def.Model)),

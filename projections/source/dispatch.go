@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
@@ -36,17 +37,46 @@ func NewDispatcher(handlers []cqrs.GroupEventHandler) (*Dispatcher, error) {
 }
 
 // Handle runs the handler of e's type and reports whether there was one (an event no
-// handler wants is skipped, as AckOnUnknownEvent does under the router). A payload that
-// does not decode is a Permanent error.
+// handler wants is skipped, as AckOnUnknownEvent does under the router). The payload is
+// decoded as the router's Marshaler decodes it (JSON); one that does not decode is a
+// Permanent error.
 func (d *Dispatcher) Handle(ctx context.Context, e eventstore.RecordedEvent) (bool, error) {
+	dec, ok, err := d.Decode(e)
+	if !ok || err != nil {
+		return ok, err
+	}
+	return true, d.Apply(ctx, dec)
+}
+
+// Decoded is an event with its payload decoded for its handler, ready for Apply.
+type Decoded struct {
+	Event   eventstore.RecordedEvent
+	handler cqrs.GroupEventHandler
+	payload any
+}
+
+// Decode finds the handler of e's type and decodes the payload for it (false: no
+// handler wants e). Decode is safe for concurrent use, so that a caller can decode
+// ahead of the (sequential) handlers.
+func (d *Dispatcher) Decode(e eventstore.RecordedEvent) (Decoded, bool, error) {
 	h, ok := d.byName[e.Type]
 	if !ok {
-		return false, nil
+		return Decoded{}, false, nil
 	}
-	msg := newMessage(ctx, e)
 	ev := h.NewEvent()
-	if err := d.marshaler.Unmarshal(msg, ev); err != nil {
-		return true, Permanent(fmt.Errorf("decode %s at %s: %w", e.Type, e.Position, err))
+	if err := json.Unmarshal(e.Data, ev); err != nil {
+		return Decoded{}, true, Permanent(fmt.Errorf("decode %s at %s: %w", e.Type, e.Position, err))
 	}
-	return true, h.Handle(msg.Context(), ev)
+	return Decoded{Event: e, handler: h, payload: ev}, true, nil
+}
+
+// Apply runs the handler on a decoded event.
+func (d *Dispatcher) Apply(ctx context.Context, dec Decoded) error {
+	return dec.handler.Handle(WithEvent(ctx, dec.Event), dec.payload)
+}
+
+// WithEvent returns ctx carrying e for FromContext, as handlers see it under the router.
+func WithEvent(ctx context.Context, e eventstore.RecordedEvent) context.Context {
+	return context.WithValue(ctx, eventKey{}, Event{ID: e.ID, Type: e.Type, Stream: e.Stream,
+		Version: e.Version, Position: e.Position, RecordedAt: e.RecordedAt, Meta: e.Meta})
 }

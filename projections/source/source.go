@@ -153,15 +153,7 @@ func newMessage(ctx context.Context, e eventstore.RecordedEvent) *message.Messag
 	setIf(md, MetadataAggregateID, e.Meta.AggregateID)
 	setIf(md, MetadataCorrelationID, e.Meta.CorrelationID)
 	setIf(md, MetadataCausationID, e.Meta.CausationID)
-	msg.SetContext(context.WithValue(ctx, eventKey{}, Event{
-		ID:         e.ID,
-		Type:       e.Type,
-		Stream:     e.Stream,
-		Version:    e.Version,
-		Position:   e.Position,
-		RecordedAt: e.RecordedAt,
-		Meta:       e.Meta,
-	}))
+	msg.SetContext(WithEvent(ctx, e))
 	return msg
 }
 
