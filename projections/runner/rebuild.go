@@ -97,13 +97,9 @@ func Rebuild(ctx context.Context, events eventstore.Store, target readmodel.Stor
 	}
 
 	handlerStore := target
-	var rec *recorder
+	var rec *overlay
 	if !cfg.Direct {
-		mem := readmodel.NewMemory()
-		if err := mem.InitGeneration(ctx, ns); err != nil {
-			return res, err
-		}
-		rec = &recorder{Memory: mem}
+		rec = newOverlay(ns)
 		handlerStore = rec
 	}
 	disp, err := source.NewDispatcher(def.Handlers(models.Deps{Store: handlerStore, Events: events}, ns))
@@ -250,35 +246,4 @@ func Rebuild(ctx context.Context, events eventstore.Store, target readmodel.Stor
 		}
 	}
 	return finish(nil)
-}
-
-// recorder is the in-process copy of a generation being rebuilt: the handlers read and
-// write it, and every batch they apply is also kept, merged, for the real store.
-type recorder struct {
-	*readmodel.Memory
-	pending readmodel.Batch
-	moved   bool // an Apply since the last take (possibly with an empty batch)
-}
-
-// Apply applies to the copy and keeps the batch.
-func (r *recorder) Apply(ctx context.Context, ns readmodel.Namespace, pos eventstore.Position, b readmodel.Batch) (bool, error) {
-	ok, err := r.Memory.Apply(ctx, ns, pos, b)
-	if err == nil && ok {
-		r.pending.Append(b)
-		r.moved = true
-	}
-	return ok, err
-}
-
-// ApplyMany is not used by handlers; refuse it so that a future use is noticed.
-func (r *recorder) ApplyMany(context.Context, readmodel.Namespace, []readmodel.Update) (int, error) {
-	return 0, fmt.Errorf("%w: ApplyMany during a rebuild", readmodel.ErrInvalid)
-}
-
-// take returns the merged batch and starts a new one.
-func (r *recorder) take() readmodel.Batch {
-	b := r.pending
-	r.pending = readmodel.Batch{}
-	r.moved = false
-	return b
 }

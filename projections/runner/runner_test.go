@@ -158,9 +158,8 @@ func TestInProcessBuildsAtStartAndFollowsTheLog(t *testing.T) {
 	if !strings.HasPrefix(ns.Generation, models.VoucherVersion+"-") {
 		t.Fatalf("generation %q is not of version %s", ns.Generation, models.VoucherVersion)
 	}
-	if err := r.Healthy(); err != nil {
-		t.Fatalf("healthy: %v", err)
-	}
+	// Every model becomes healthy once built (they are built concurrently).
+	eventually(t, "all read models healthy", func() bool { return r.Healthy() == nil })
 	// A deletion is visible as soon as At returns.
 	del, err := w.cmd.DeleteKey(ctx, admin, commands.Clients, before, kidBefore)
 	if err != nil {
