@@ -6,14 +6,8 @@
 // readmodel.Store, applying exactly one Batch per event with the event's position, so
 // that the read model and its checkpoint move together atomically.
 //
-// projections/runner runs them in production (generations, rebuilds, leases). The
-// lighter wiring below (Register with Checkpoint and WaitFor) projects the voucher and
-// keys models into fixed namespaces, for tests of the models themselves:
-//
-//	ns := models.DefaultNamespaces()
-//	r, err := source.NewRouter(source.RouterConfig{Store: events, Checkpoint: models.Checkpoint(store, ns)})
-//	err = models.Register(r, store, ns)
-//	go r.Run(ctx)
+// projections/runner runs them (generations, rebuilds, leases); tests of the models
+// alone wire a source.Router with Definition.Register.
 //
 // Each model has a single projector (the lease of DESIGN.md): its handlers read the
 // model's auxiliary records and write the change in one batch, which is consistent only
@@ -26,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 
@@ -34,33 +27,6 @@ import (
 	"github.com/keyledger/keyledger/projections/readmodel"
 	"github.com/keyledger/keyledger/projections/source"
 )
-
-// Namespaces names the generation each read model writes and reads. The zero value is
-// not usable: start from DefaultNamespaces, and give a rebuild a new generation.
-type Namespaces struct {
-	Voucher readmodel.Namespace
-	Keys    readmodel.Namespace
-}
-
-// DefaultNamespaces returns each model's name with its version constant as the
-// generation. Changing a version constant therefore starts a new generation, projected
-// from the start of the log.
-func DefaultNamespaces() Namespaces {
-	return Namespaces{
-		Voucher: readmodel.Namespace{Model: VoucherModel, Generation: VoucherVersion},
-		Keys:    readmodel.Namespace{Model: KeysModel, Generation: KeysVersion},
-	}
-}
-
-// Register adds the voucher and keys read models to r (before r.Run). The router's
-// Checkpoint must be Checkpoint(store, ns), with RouterConfig.Topic left at its default
-// (topic = group).
-func Register(r *source.Router, store readmodel.Store, ns Namespaces) error {
-	if err := Voucher.Register(r, Deps{Store: store}, ns.Voucher); err != nil {
-		return err
-	}
-	return Keys.Register(r, Deps{Store: store}, ns.Keys)
-}
 
 // Deps are what a read model's handlers use.
 type Deps struct {
@@ -122,87 +88,11 @@ func (d Definition) OwnsGeneration(gen string) bool {
 // All returns every read model, in the order the runner starts them.
 func All() []Definition { return []Definition{Voucher, Keys, Directory} }
 
-// ErrCheckpointLost is returned by the Checkpoint function when a generation that is the
-// active one of its model has no checkpoint: its data was lost (a Redis flush or a restart
-// without persistence) after it had been serving. The topic stays unavailable (Healthy
-// says why) instead of quietly re-projecting into a half-empty generation that readers
-// are using; the operator (or the automatic rebuild) builds a new generation and switches
-// to it.
+// ErrCheckpointLost is returned by a projection's checkpoint function when the
+// generation it projects has no checkpoint: its data was lost (a Redis flush or a restart
+// without persistence) or it was dropped. The topic stays unavailable (Healthy says why)
+// instead of quietly re-projecting into a half-empty generation; the runner rebuilds.
 var ErrCheckpointLost = errors.New("models: active read-model generation has no checkpoint (data lost)")
-
-// Checkpoint returns the source.CheckpointFunc for a router running the models of ns: the
-// topic of each group (its group name) maps to the namespace's stored checkpoint.
-//
-// A namespace without a checkpoint is told apart as follows:
-//   - it is not the model's active generation (no active generation yet, or another one
-//     serves): this is the first start of this generation. InitGeneration creates it at
-//     the start of the log and projection starts from there. Readers do not use it until
-//     the wiring calls SetActive once it has caught up.
-//   - it is the model's active generation: it had been serving and its data is gone.
-//     ErrCheckpointLost; nothing is created.
-//
-// When Redis loses everything, the active marker goes with the data: the model is then
-// rebuilt from the start like a first start, and readers find no active generation (the
-// token endpoint refuses with 503) until the rebuilt one is made active — it never
-// answers from the partial data. A reader that had resolved the generation before the
-// loss finds no entries, and refuses: absence never grants access.
-func Checkpoint(store readmodel.Store, ns Namespaces) source.CheckpointFunc {
-	byTopic := map[string]readmodel.Namespace{VoucherGroup: ns.Voucher, KeysGroup: ns.Keys}
-	return func(ctx context.Context, topic string) (eventstore.Position, error) {
-		n, ok := byTopic[topic]
-		if !ok {
-			return eventstore.Start, fmt.Errorf("models: no read model for topic %q", topic)
-		}
-		return namespaceCheckpoint(ctx, store, n)
-	}
-}
-
-func namespaceCheckpoint(ctx context.Context, store readmodel.Store, ns readmodel.Namespace) (eventstore.Position, error) {
-	pos, present, err := store.Checkpoint(ctx, ns)
-	if err != nil {
-		return eventstore.Start, fmt.Errorf("models: checkpoint of %s: %w", ns, err)
-	}
-	if present {
-		return pos, nil
-	}
-	active, ok, err := store.Active(ctx, ns.Model)
-	if err != nil {
-		return eventstore.Start, fmt.Errorf("models: active generation of %s: %w", ns.Model, err)
-	}
-	if ok && active == ns.Generation {
-		return eventstore.Start, fmt.Errorf("%w: %s", ErrCheckpointLost, ns)
-	}
-	if err := store.InitGeneration(ctx, ns); err != nil {
-		return eventstore.Start, fmt.Errorf("models: init %s: %w", ns, err)
-	}
-	return eventstore.Start, nil
-}
-
-// WaitFor waits until the checkpoint of ns is at or after pos, polling every few
-// milliseconds, and fails when ctx ends first. Only events the model handles move its
-// checkpoint (every event of the streams it reads), so pos must be the position of such
-// an event — a command's Result.Position for a command on a client, keychain, purpose or
-// e-service.
-func WaitFor(ctx context.Context, store readmodel.Store, ns readmodel.Namespace, pos eventstore.Position) error {
-	const poll = time.Millisecond
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("models: waiting for %s to reach %s: %w", ns, pos, ctx.Err())
-		case <-t.C:
-		}
-		cp, present, err := store.Checkpoint(ctx, ns)
-		if err != nil && !errors.Is(err, readmodel.ErrUnavailable) {
-			return err
-		}
-		if err == nil && present && pos.Compare(cp) <= 0 {
-			return nil
-		}
-		t.Reset(poll)
-	}
-}
 
 // projector applies one batch per event into one namespace.
 type projector struct {
