@@ -48,6 +48,24 @@ func (m *Memory) stale(model string, token uint64) bool {
 	return token != 0 && token < m.fences[model]
 }
 
+// lockWrite starts a write to ns with token: it checks the namespace and the context,
+// takes m.mu, and refuses a stale token (what names the write in the error). On success
+// the caller holds m.mu and must unlock it.
+func (m *Memory) lockWrite(ctx context.Context, ns Namespace, token uint64, what string) error {
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.stale(ns.Model, token) {
+		m.mu.Unlock()
+		return fencedError(what+" "+ns.String(), token)
+	}
+	return nil
+}
+
 // recordFence records token for model once nothing can refuse the write it guards; token
 // 0 (unfenced) records nothing. The caller holds m.mu for writing.
 func (m *Memory) recordFence(model string, token uint64) {
@@ -62,17 +80,10 @@ func (m *Memory) InitGeneration(ctx context.Context, ns Namespace) error {
 }
 
 func (m *Memory) initGeneration(ctx context.Context, ns Namespace, token uint64) error {
-	if err := ns.Validate(); err != nil {
+	if err := m.lockWrite(ctx, ns, token, "init"); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.stale(ns.Model, token) {
-		return fencedError("init "+ns.String(), token)
-	}
 	m.recordFence(ns.Model, token)
 	if _, ok := m.gens[ns]; !ok {
 		m.gens[ns] = &memGen{values: make(map[string][]byte), indexes: make(map[string]*btree.BTreeG[string])}
@@ -102,14 +113,10 @@ func (m *Memory) applyMany(ctx context.Context, ns Namespace, token uint64, upda
 	if err := validateUpdates(updates); err != nil {
 		return 0, fmt.Errorf("apply to %s: %w", ns, err)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := m.lockWrite(ctx, ns, token, "apply to"); err != nil {
 		return 0, err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.stale(ns.Model, token) {
-		return 0, fencedError("apply to "+ns.String(), token)
-	}
 	g, ok := m.gens[ns]
 	if !ok {
 		return 0, fmt.Errorf("apply to %s: %w", ns, ErrNoCheckpoint)
@@ -264,17 +271,10 @@ func (m *Memory) SetActive(ctx context.Context, ns Namespace) error {
 }
 
 func (m *Memory) setActive(ctx context.Context, ns Namespace, token uint64) error {
-	if err := ns.Validate(); err != nil {
+	if err := m.lockWrite(ctx, ns, token, "set active"); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.stale(ns.Model, token) {
-		return fencedError("set active "+ns.String(), token)
-	}
 	if _, ok := m.gens[ns]; !ok {
 		return fmt.Errorf("set active %s: %w", ns, ErrNoCheckpoint)
 	}
@@ -303,17 +303,10 @@ func (m *Memory) DropGeneration(ctx context.Context, ns Namespace) error {
 }
 
 func (m *Memory) dropGeneration(ctx context.Context, ns Namespace, token uint64) error {
-	if err := ns.Validate(); err != nil {
+	if err := m.lockWrite(ctx, ns, token, "drop"); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.stale(ns.Model, token) {
-		return fencedError("drop "+ns.String(), token)
-	}
 	if gen, ok := m.active[ns.Model]; ok && gen == ns.Generation {
 		return fmt.Errorf("drop %s: %w", ns, ErrGenerationActive)
 	}
