@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/keyledger/keyledger/api/auth"
 	"github.com/keyledger/keyledger/commands"
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/voucher"
 )
 
 // TokenVerifier checks a bearer token and says who carries it. Errors must not contain
@@ -106,4 +109,54 @@ func (u userTokens) Verify(ctx context.Context, token string) (commands.Principa
 		return commands.Principal{}, &AuthError{Code: auth.Code(err), Detail: err.Error()}
 	}
 	return commands.Principal{Subject: p.Subject, Tenant: p.Tenant, Operator: p.Operator}, nil
+}
+
+// WithAPIVouchers accepts, besides the tokens users carry, the vouchers Keyledger issued
+// to its API clients: a token whose iss is Keyledger's own issuer goes to vouchers,
+// every other token to users. The client then acts with the roles it holds when it
+// calls (commands.Service.ResolveActor), not those frozen in its voucher.
+func WithAPIVouchers(users TokenVerifier, vouchers *voucher.APIVoucherVerifier) TokenVerifier {
+	if vouchers == nil {
+		return users
+	}
+	return apiVouchers{users: users, vouchers: vouchers}
+}
+
+type apiVouchers struct {
+	users    TokenVerifier
+	vouchers *voucher.APIVoucherVerifier
+}
+
+func (t apiVouchers) Verify(ctx context.Context, token string) (commands.Principal, error) {
+	if unverifiedIssuer(token) != t.vouchers.Issuer() {
+		return t.users.Verify(ctx, token)
+	}
+	p, err := t.vouchers.Verify(token)
+	switch {
+	case errors.Is(err, voucher.ErrAPIVoucherExpired):
+		return commands.Principal{}, &AuthError{Code: "token_expired", Detail: "the voucher has expired; obtain a new one"}
+	case err != nil:
+		return commands.Principal{}, &AuthError{Code: "token_invalid", Detail: err.Error()}
+	}
+	return commands.Principal{Subject: p.ClientID, Tenant: p.Tenant, Client: true}, nil
+}
+
+// unverifiedIssuer reads a compact JWS's iss without verifying anything: it only picks
+// the verifier, which then checks the token whole.
+func unverifiedIssuer(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || len(parts[1]) > 8<<10 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	if json.Unmarshal(raw, &c) != nil {
+		return ""
+	}
+	return c.Iss
 }

@@ -50,6 +50,31 @@ func (s *Server) clientRoutes() {
 	s.handle(http.MethodDelete, "/v1/clients/:id/keys/:kid", TenantUser, s.deleteKey(commands.Clients))
 	s.handle(http.MethodPost, "/v1/clients/:id/purposes", TenantAdmin, s.addClientPurpose)
 	s.handle(http.MethodDelete, "/v1/clients/:id/purposes/:purposeId", TenantAdmin, s.removeClientPurpose)
+	s.handle(http.MethodPut, "/v1/clients/:id/roles", TenantAdmin, s.setClientRoles)
+}
+
+type rolesRequest struct {
+	Roles *[]string `json:"roles"`
+}
+
+// setClientRoles replaces an API client's roles: what its vouchers may do on this API.
+func (s *Server) setClientRoles(c echo.Context) error {
+	var req rolesRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.Roles == nil {
+		return &domain.ValidationError{Fields: []domain.FieldError{{Field: "roles", Message: "required (an empty list removes every role)"}}}
+	}
+	m, err := commandMeta(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.deps.Commands.SetClientRoles(c.Request().Context(), m, c.Param("id"), *req.Roles)
+	if err != nil {
+		return err
+	}
+	return s.ownerAnswer(commands.Clients)(c, res, http.StatusOK, "")
 }
 
 type createClientRequest struct {
@@ -58,6 +83,7 @@ type createClientRequest struct {
 	Description string       `json:"description"`
 	Members     []string     `json:"members"`
 	Keys        []keyRequest `json:"keys"`
+	Roles       []string     `json:"roles"`
 }
 
 func (s *Server) createClient(c echo.Context) error {
@@ -65,7 +91,8 @@ func (s *Server) createClient(c echo.Context) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	spec := commands.ClientSpec{Kind: req.Kind, Name: req.Name, Description: req.Description, Members: req.Members}
+	spec := commands.ClientSpec{Kind: req.Kind, Name: req.Name, Description: req.Description, Members: req.Members,
+		Roles: req.Roles}
 	for _, k := range req.Keys {
 		in, err := k.input()
 		if err != nil {

@@ -38,11 +38,13 @@ import (
 // highest Keyledger-Position any earlier answer gave, as Keyledger-Min-Position, unless
 // the test sets that header itself (an empty value sends none).
 type env struct {
-	t    *testing.T
-	srv  *httptest.Server
-	api  *api.Server
-	dir  string
-	toks map[string]string
+	t     *testing.T
+	srv   *httptest.Server
+	api   *api.Server
+	dir   string
+	toks  map[string]string
+	store eventstore.Store
+	rd    *runner.Reader
 
 	mu   sync.Mutex
 	seen eventstore.Position // the highest Keyledger-Position answered so far
@@ -85,7 +87,7 @@ func newEnv(t *testing.T, configure ...func(*api.Deps)) *env {
 	s := api.New(deps)
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, api: s, dir: dir, toks: map[string]string{}}
+	return &env{t: t, srv: srv, api: s, dir: dir, toks: map[string]string{}, store: store, rd: r.Reader()}
 }
 
 // saw records a Keyledger-Position answered to a request env did not send itself.

@@ -161,7 +161,7 @@ func docPath(p string) string { return echoParam.ReplaceAllString(p, "{$1}") }
 
 func TestEveryRouteIsDocumented(t *testing.T) {
 	doc, _ := loadOpenAPI(t)
-	e := newEnv(t)
+	e := newVoucherEnv(t, nil) // every route, the token endpoint's included
 	registered := map[string]bool{}
 	for _, rt := range e.api.Echo().Routes() {
 		key := rt.Method + " " + docPath(rt.Path)
@@ -229,7 +229,11 @@ func checkOperation(t *testing.T, key string, op *openapi3.Operation, item *open
 		}
 	}
 	if op.RequestBody != nil {
-		want = append(want, 400, 413, 415)
+		want = append(want, 400, 413)
+		// A form body of the wrong type is an OAuth invalid_request (400), not a 415.
+		if op.RequestBody.Value == nil || op.RequestBody.Value.Content.Get("application/x-www-form-urlencoded") == nil {
+			want = append(want, 415)
+		}
 	}
 	for _, status := range want {
 		if !has(status) {

@@ -82,6 +82,7 @@ func (s *Server) readOwner(c echo.Context, o commands.Owner) (query, any, []mode
 // ownerAnswer reloads the owner a command changed and answers with it.
 func (s *Server) ownerAnswer(o commands.Owner) func(c echo.Context, res commands.Result, status int, location string) error {
 	return func(c echo.Context, res commands.Result, status int, location string) error {
+		s.awaitGrant(c, res, grantsOf(o)...)
 		a, _, err := s.deps.Commands.LoadOwner(c.Request().Context(), o, actorFrom(c).Tenant, res.ID)
 		if err != nil {
 			return err
@@ -171,6 +172,7 @@ func (s *Server) uploadKey(o commands.Owner) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		s.awaitGrant(c, res, grantsOf(o)...)
 		a, _, err := s.deps.Commands.LoadOwner(c.Request().Context(), o, m.Actor.Tenant, res.ID)
 		if err != nil {
 			return err

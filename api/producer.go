@@ -116,7 +116,9 @@ func (s *Server) stateAction(do func(*commands.Service, echoCtx, commands.Meta, 
 		if err != nil {
 			return err
 		}
-		if done, err := s.awaitRevocation(c, res, grants...); done || err != nil {
+		if len(grants) == 0 {
+			s.awaitGrant(c, res, models.VoucherModel) // an activation
+		} else if done, err := s.awaitRevocation(c, res, grants...); done || err != nil {
 			return err
 		}
 		return reply(c, res, http.StatusOK, "")

@@ -71,3 +71,23 @@ func (s *Server) awaitRevocation(c echo.Context, res commands.Result, grants ...
 	}
 	return false, nil
 }
+
+// awaitGrant holds the answer of a command that grants access (a key uploaded, a
+// purpose linked or activated, an e-service activated, a client created with keys) until
+// the read models in grants have applied it, bounded by Deps.RevocationWait, so that a
+// caller who gets the answer can use the grant at once (upload a key, then ask for a
+// voucher). Unlike a revocation, a grant not applied in time changes nothing in the
+// answer: it takes effect within moments, and the answer's Keyledger-Position says when.
+func (s *Server) awaitGrant(c echo.Context, res commands.Result, grants ...string) {
+	if !res.Changed || s.deps.Reads == nil || res.Position.IsZero() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.deps.RevocationWait)
+	defer cancel()
+	for _, model := range grants {
+		if _, err := s.deps.Reads.At(ctx, model, res.Position); err != nil && !errors.Is(err, runner.ErrNotReady) {
+			s.deps.Logger.DebugContext(c.Request().Context(), "grant not applied within the bound",
+				"read_model", model, "position", res.Position.String(), "error", err.Error())
+		}
+	}
+}

@@ -53,6 +53,9 @@ type Deps struct {
 	RevocationWait time.Duration
 	// Verifier authenticates bearer tokens.
 	Verifier TokenVerifier
+	// Vouchers serves the token endpoint, its metadata and assertion checks. Nil: those
+	// routes are absent.
+	Vouchers *Vouchers
 }
 
 // Server is the HTTP API.
@@ -126,6 +129,8 @@ func (s *Server) routes() {
 	s.userRoutes()
 	s.clientRoutes()
 	s.producerRoutes()
+	s.voucherRoutes()
+	s.auditRoutes()
 	s.handle(http.MethodGet, "/openapi.yaml", Public, s.openapi)
 }
 

@@ -15,6 +15,9 @@ type ClientSpec struct {
 	Description string
 	Members     []string
 	Keys        []KeyInput
+	// Roles are an API client's roles in its tenant (what its vouchers may do on
+	// Keyledger's API).
+	Roles []string
 }
 
 // CreateClient creates a client in the actor's tenant with its initial members and keys.
@@ -29,7 +32,7 @@ func (s *Service) CreateClient(ctx context.Context, meta Meta, spec ClientSpec) 
 	}
 	return s.createOwner(ctx, meta, Clients, keys, func(a keyOwner) error {
 		return a.(*client.Client).Create(meta.Actor, client.Spec{Kind: spec.Kind, Name: spec.Name,
-			Description: spec.Description, Members: members, Keys: keys}, s.cfg.MaxClientKeys, s.now())
+			Description: spec.Description, Members: members, Keys: keys, Roles: spec.Roles}, s.cfg.MaxClientKeys, s.now())
 	})
 }
 
@@ -55,6 +58,13 @@ func (s *Service) AddClientPurpose(ctx context.Context, meta Meta, clientID, pur
 	info := client.PurposeInfo{ID: p.ID(), EServiceID: p.EServiceID(), ConsumerTenant: p.ConsumerTenant(), Linkable: p.Linkable()}
 	return s.updateOwner(ctx, meta, Clients, clientID, func(a keyOwner) error {
 		return a.(*client.Client).AddPurpose(meta.Actor, info, s.now())
+	})
+}
+
+// SetClientRoles replaces an API client's roles.
+func (s *Service) SetClientRoles(ctx context.Context, meta Meta, clientID string, roles []string) (Result, error) {
+	return s.updateOwner(ctx, meta, Clients, clientID, func(a keyOwner) error {
+		return a.(*client.Client).SetRoles(meta.Actor, roles, s.now())
 	})
 }
 

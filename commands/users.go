@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/domain/client"
 	"github.com/keyledger/keyledger/domain/keyring"
 	"github.com/keyledger/keyledger/domain/tenant"
 	"github.com/keyledger/keyledger/domain/user"
@@ -16,6 +17,8 @@ type Principal struct {
 	Subject  string
 	Tenant   string
 	Operator bool
+	// Client marks an API client calling with a voucher: Subject is the client id.
+	Client bool
 }
 
 // ResolveActor turns a principal into a domain actor with the roles Keyledger holds for
@@ -26,9 +29,24 @@ func (s *Service) ResolveActor(ctx context.Context, p Principal) (domain.Actor, 
 		return domain.Actor{ID: p.Subject, Kind: eventstore.ActorOperator, Tenant: p.Tenant, Operator: true}, nil
 	}
 	a := domain.Actor{ID: p.Subject, Kind: eventstore.ActorUser, Tenant: p.Tenant}
+	if p.Client {
+		a.Kind = eventstore.ActorClient
+	}
 	if !domain.ValidID(p.Tenant) || !domain.ValidID(p.Subject) {
 		// Never build a stream name from ids that could not have been registered ('/'
 		// would let "a"+"b/c" and "a/b"+"c" name the same stream).
+		return a, nil
+	}
+	if p.Client {
+		// An API client acts with the roles it has now, not those its voucher carried: a
+		// role taken away or a client deleted takes effect at the next call.
+		c, _, _, err := get(ctx, s, client.StreamName(p.Subject), client.Codec, client.New(p.Subject))
+		if err != nil {
+			return domain.Actor{}, err
+		}
+		if c.Exists() && c.Tenant() == p.Tenant && c.Kind() == client.KindAPI {
+			a.Roles = c.Roles()
+		}
 		return a, nil
 	}
 	u, _, _, err := get(ctx, s, user.StreamName(p.Tenant, p.Subject), user.Codec, user.New(p.Tenant, p.Subject))

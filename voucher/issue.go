@@ -117,21 +117,24 @@ type AuditRecord struct {
 	// EntryPosition is the log position the read-model entry reflected: the decision
 	// was taken on the log up to there.
 	EntryPosition string `json:"entryPosition"`
+	// CallerAddress is the address the token request came from (set by the HTTP layer).
+	CallerAddress string `json:"callerAddress,omitempty"`
 }
 
 // voucherClaims are a voucher's claims (RFC 9068 names, PDND's purposeId and digest).
 type voucherClaims struct {
-	Iss       string  `json:"iss"`
-	Sub       string  `json:"sub"`
-	Aud       string  `json:"aud"`
-	ClientID  string  `json:"client_id"`
-	PurposeID string  `json:"purposeId,omitempty"`
-	Tenant    string  `json:"tenant,omitempty"`
-	JTI       string  `json:"jti"`
-	Iat       int64   `json:"iat"`
-	Nbf       int64   `json:"nbf"`
-	Exp       int64   `json:"exp"`
-	Digest    *Digest `json:"digest,omitempty"`
+	Iss       string   `json:"iss"`
+	Sub       string   `json:"sub"`
+	Aud       string   `json:"aud"`
+	ClientID  string   `json:"client_id"`
+	PurposeID string   `json:"purposeId,omitempty"`
+	Tenant    string   `json:"tenant,omitempty"`
+	Roles     []string `json:"roles,omitempty"`
+	JTI       string   `json:"jti"`
+	Iat       int64    `json:"iat"`
+	Nbf       int64    `json:"nbf"`
+	Exp       int64    `json:"exp"`
+	Digest    *Digest  `json:"digest,omitempty"`
 }
 
 // Issue builds and signs the voucher for a (verified) assertion: iss, sub = client_id
@@ -159,7 +162,7 @@ func (i *Issuer) Issue(a Assertion) (Voucher, error) {
 		if e.Tenant == "" {
 			return Voucher{}, fmt.Errorf("%w: API client %s has no tenant", ErrCorruptEntry, a.ClientID)
 		}
-		c.Aud, c.Tenant = i.cfg.APIAudience, e.Tenant
+		c.Aud, c.Tenant, c.Roles = i.cfg.APIAudience, e.Tenant, e.Roles
 		life = i.cfg.APILifetime
 	default:
 		return Voucher{}, fmt.Errorf("%w: client %s has kind %q", ErrCorruptEntry, a.ClientID, e.ClientKind)

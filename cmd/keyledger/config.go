@@ -55,6 +55,62 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish after
 	// SIGTERM/SIGINT. Default 15s.
 	ShutdownTimeout time.Duration
+
+	// Issuer is Keyledger's issuer identifier: the iss of its vouchers and the base of
+	// its metadata URLs. Default: http://<addr> (localhost for an unspecified host) —
+	// set the public https URL in any shared deployment.
+	Issuer string
+	// AssertionAudience is what a client assertion's aud must be (or contain). Default:
+	// the issuer, which is what OAuth 2 libraries using private_key_jwt put there.
+	AssertionAudience string
+	// APIAudience is the aud of the vouchers API clients present to Keyledger's own
+	// API. Default: <issuer>/api.
+	APIAudience string
+	// APIVoucherLifetime is the lifetime of API clients' vouchers. Default 10m.
+	APIVoucherLifetime time.Duration
+	// AssertionMaxLifetime caps exp - iat of client assertions. Default 1h.
+	AssertionMaxLifetime time.Duration
+	// ClockSkew is tolerated on assertions' iat, exp and nbf. Default 10s.
+	ClockSkew time.Duration
+	// SigningAlg is the algorithm of generated voucher signing keys: RS256 (default),
+	// ES256 or EdDSA.
+	SigningAlg string
+	// SigningKeyFiles are operator-managed PEM private keys (the first signs, all are
+	// published). Default empty: keys generated into <data-dir>/signing-keys and rotated
+	// with `keyledger signing-key rotate`.
+	SigningKeyFiles []string
+}
+
+// signingKeyDir is the directory Keyledger manages its voucher signing keys in.
+func (c *Config) signingKeyDir() string { return filepath.Join(c.DataDir, "signing-keys") }
+
+// issuer returns the configured issuer, or the one derived from the listen address.
+func (c *Config) issuer() string {
+	if c.Issuer != "" {
+		return strings.TrimSuffix(c.Issuer, "/")
+	}
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return "http://localhost"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func (c *Config) assertionAudience() string {
+	if c.AssertionAudience != "" {
+		return c.AssertionAudience
+	}
+	return c.issuer()
+}
+
+func (c *Config) apiAudience() string {
+	if c.APIAudience != "" {
+		return c.APIAudience
+	}
+	return c.issuer() + "/api"
 }
 
 // bindFlags declares the shared flags on fs. Names map to variables by upper-casing and
@@ -72,6 +128,14 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "auto", "log format: json, text, auto (JSON unless stderr is a terminal)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may finish after a stop signal")
+	fs.StringVar(&c.Issuer, "issuer", "", "Keyledger's issuer URL (iss of vouchers); default http://<addr>")
+	fs.StringVar(&c.AssertionAudience, "assertion-audience", "", "the aud client assertions must carry; default the issuer")
+	fs.StringVar(&c.APIAudience, "api-audience", "", "the aud of API clients' vouchers for Keyledger's API; default <issuer>/api")
+	fs.DurationVar(&c.APIVoucherLifetime, "api-voucher-lifetime", 10*time.Minute, "lifetime of API clients' vouchers")
+	fs.DurationVar(&c.AssertionMaxLifetime, "assertion-max-lifetime", time.Hour, "longest exp - iat of a client assertion")
+	fs.DurationVar(&c.ClockSkew, "clock-skew", 10*time.Second, "clock skew tolerated on assertions' iat, exp and nbf")
+	fs.StringVar(&c.SigningAlg, "signing-alg", "RS256", "algorithm of generated voucher signing keys: RS256, ES256 or EdDSA")
+	fs.StringSliceVar(&c.SigningKeyFiles, "signing-key-files", nil, "PEM private keys signing vouchers (first signs); default keys generated in <data-dir>/signing-keys")
 }
 
 // envName is the variable that feeds a flag.
@@ -144,6 +208,25 @@ func (c *Config) Validate() error {
 	case "json", "text", "auto":
 	default:
 		errs = append(errs, fmt.Errorf("log-format %q: want json, text or auto", c.LogFormat))
+	}
+	if c.Issuer != "" {
+		if u, err := url.Parse(c.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("issuer %q: want an http(s) URL without query or fragment (RFC 8414)", c.Issuer))
+		}
+	}
+	switch c.SigningAlg {
+	case "RS256", "ES256", "EdDSA":
+	default:
+		errs = append(errs, fmt.Errorf("signing-alg %q: want RS256, ES256 or EdDSA", c.SigningAlg))
+	}
+	if c.AssertionMaxLifetime <= 0 || c.AssertionMaxLifetime > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("assertion-max-lifetime %s: want more than 0 and at most 24h", c.AssertionMaxLifetime))
+	}
+	if c.ClockSkew < 0 || c.ClockSkew > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("clock-skew %s: want 0 to 5m", c.ClockSkew))
+	}
+	if c.APIVoucherLifetime < time.Minute || c.APIVoucherLifetime > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("api-voucher-lifetime %s: want 1m to 24h", c.APIVoucherLifetime))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown-timeout %s: must be positive", c.ShutdownTimeout))

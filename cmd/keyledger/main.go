@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	e.cfg.bindFlags(root.PersistentFlags())
-	root.AddCommand(serveCmd(e), checkCmd(e), configCmd(e), tokenCmd(e), rebuildCmd(e))
+	root.AddCommand(serveCmd(e), checkCmd(e), configCmd(e), tokenCmd(e), rebuildCmd(e), signingKeyCmd(e))
 	err := root.ExecuteContext(ctx)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil // stopped by a signal: a clean exit

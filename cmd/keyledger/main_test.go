@@ -357,3 +357,74 @@ func TestUnreachableEventStoreDB(t *testing.T) {
 		t.Fatalf("serve with an unreachable EventStoreDB: %v, want ErrUnavailable naming %s", err, addr)
 	}
 }
+
+func TestSigningKeyCommands(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"KEYLEDGER_DATA_DIR": dir, "KEYLEDGER_SIGNING_ALG": "ES256"}
+	out, _, err := runCmd(t, vars, "signing-key", "list")
+	if err != nil || strings.Count(out, "ES256") != 1 || !strings.Contains(out, "yes") {
+		t.Fatalf("list at first use: %v\n%s", err, out)
+	}
+	first := strings.Fields(strings.Split(out, "\n")[1])[0]
+	out, _, err = runCmd(t, vars, "signing-key", "rotate")
+	if err != nil || strings.Count(out, "ES256") != 3 { // the message names the new key, then two rows
+		t.Fatalf("rotate: %v\n%s", err, out)
+	}
+	if _, _, err := runCmd(t, vars, "signing-key", "remove", "no-such-kid"); err == nil {
+		t.Fatal("removing an unknown key succeeded")
+	}
+	out, _, err = runCmd(t, vars, "signing-key", "list")
+	rows := strings.Split(strings.TrimSpace(out), "\n")
+	if err != nil || len(rows) != 3 || strings.Fields(rows[2])[0] != first || !strings.HasSuffix(rows[1], "yes") {
+		t.Fatalf("list after a rotation: %v\n%s", err, out)
+	}
+	// The server publishes both keys, the new one first, and describes itself (RFC 8414).
+	e := &env{stdout: io.Discard, stderr: io.Discard}
+	e.cfg = Config{Addr: "127.0.0.1:0", DataDir: dir, LogLevel: "error", LogFormat: "json", ShutdownTimeout: 5 * time.Second,
+		SigningAlg: "ES256", AssertionMaxLifetime: time.Hour, ClockSkew: 10 * time.Second, APIVoucherLifetime: 10 * time.Minute}
+	ctx, stop := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, e, serveHooks{ready: ready}) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	defer func() { stop(); <-done }()
+	var jwks struct {
+		Keys []struct {
+			KID string `json:"kid"`
+		} `json:"keys"`
+	}
+	getJSON(t, "http://"+addr+"/.well-known/jwks.json", &jwks)
+	if len(jwks.Keys) != 2 || jwks.Keys[1].KID != first {
+		t.Fatalf("JWKS %+v", jwks)
+	}
+	var meta map[string]any
+	getJSON(t, "http://"+addr+"/.well-known/oauth-authorization-server", &meta)
+	if meta["issuer"] != "http://"+addr || meta["token_endpoint"] != "http://"+addr+"/oauth2/token" {
+		t.Fatalf("metadata %v", meta)
+	}
+	// With operator-managed files, rotation is the operator's.
+	if _, _, err := runCmd(t, map[string]string{"KEYLEDGER_DATA_DIR": dir, "KEYLEDGER_SIGNING_KEY_FILES": filepath.Join(dir, "x.pem")},
+		"signing-key", "rotate"); err == nil || !strings.Contains(err.Error(), "signing-key-files") {
+		t.Fatalf("rotate with files: %v", err)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -93,15 +93,26 @@ func serve(ctx context.Context, e *env, hooks serveHooks) error {
 	if verifier.Development() {
 		log.Warn("development mode: user tokens are signed by the key in the data directory; mint one with `keyledger token` — never run a shared deployment this way")
 	}
-	cmds := commands.New(store, commands.Config{MaxClientKeys: e.cfg.MaxClientKeys, MaxKeychainKeys: e.cfg.MaxKeychainKeys}, nil, nil)
-	srv := api.New(api.Deps{Ready: checks, Logger: log, Registry: reg, Commands: cmds, Verifier: api.UserTokens(verifier),
-		Reads: projections.Reader()})
-	if hooks.server != nil {
-		hooks.server(srv)
-	}
 	ln, err := net.Listen("tcp", e.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", e.cfg.Addr, err)
+	}
+	defer ln.Close()
+	if e.cfg.Issuer == "" {
+		e.cfg.Addr = ln.Addr().String() // the issuer derived from the address names the bound port
+	}
+	vouchers, stopVouchers, err := voucherPath(ctx, &e.cfg, log, store, projections.Reader(), rdb)
+	if err != nil {
+		return err
+	}
+	// Runs after the HTTP server stopped (no token request in flight) and before the
+	// projections and the event store stop: the audit writer drains into the store.
+	defer stopVouchers()
+	cmds := commands.New(store, commands.Config{MaxClientKeys: e.cfg.MaxClientKeys, MaxKeychainKeys: e.cfg.MaxKeychainKeys}, nil, nil)
+	srv := api.New(api.Deps{Ready: checks, Logger: log, Registry: reg, Commands: cmds,
+		Verifier: api.WithAPIVouchers(api.UserTokens(verifier), vouchers.API), Reads: projections.Reader(), Vouchers: vouchers})
+	if hooks.server != nil {
+		hooks.server(srv)
 	}
 	hs := &http.Server{
 		Handler:           srv.Handler(),
@@ -112,7 +123,9 @@ func serve(ctx context.Context, e *env, hooks serveHooks) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("keyledger serving", "addr", ln.Addr().String(), "store", storeKind(e.cfg), "version", version)
+	log.Info("keyledger serving", "addr", ln.Addr().String(), "store", storeKind(e.cfg), "version", version,
+		"issuer", vouchers.Issuer, "assertion_audience", e.cfg.assertionAudience(), "signing_kid", vouchers.Signer.Current().KID,
+		"signing_alg", vouchers.Signer.Current().Alg)
 	if hooks.ready != nil {
 		hooks.ready <- ln.Addr().String()
 	}

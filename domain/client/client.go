@@ -4,6 +4,7 @@
 package client
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,13 +25,23 @@ const (
 // Created is a client's first event. Members and keys given at creation follow it in the
 // same append.
 type Created struct {
-	ID          string    `json:"id"`
-	Tenant      string    `json:"tenant"`
-	Kind        Kind      `json:"kind"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	By          string    `json:"by"`
-	At          time.Time `json:"at"`
+	ID          string `json:"id"`
+	Tenant      string `json:"tenant"`
+	Kind        Kind   `json:"kind"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Roles are an API client's roles in its tenant: what its vouchers may do on
+	// Keyledger's own API. Always empty for e-service clients.
+	Roles domain.Roles `json:"roles,omitempty"`
+	By    string       `json:"by"`
+	At    time.Time    `json:"at"`
+}
+
+// RolesSet replaces an API client's roles.
+type RolesSet struct {
+	Roles domain.Roles `json:"roles"`
+	By    string       `json:"by"`
+	At    time.Time    `json:"at"`
 }
 
 // MemberAdded and the other keyring events wrap the shared payloads under client names.
@@ -81,10 +92,11 @@ func (KeyDeleted) EventType() string     { return "client.key_deleted.v1" }
 func (PurposeAdded) EventType() string   { return "client.purpose_added.v1" }
 func (PurposeRemoved) EventType() string { return "client.purpose_removed.v1" }
 func (Deleted) EventType() string        { return "client.deleted.v1" }
+func (RolesSet) EventType() string       { return "client.roles_set.v1" }
 
 // Codec decodes the client's events.
 var Codec = domain.NewCodec(Created{}, MemberAdded{}, MemberRemoved{}, KeyUploaded{}, KeyDeleted{},
-	PurposeAdded{}, PurposeRemoved{}, Deleted{})
+	PurposeAdded{}, PurposeRemoved{}, Deleted{}, RolesSet{})
 
 // StreamName is the client's stream.
 func StreamName(id string) string { return "client-" + id }
@@ -95,6 +107,7 @@ var (
 	ErrNotEServiceClient  = domain.NewError(domain.KindConflict, "not_eservice_client", "only e-service clients can be linked to purposes")
 	ErrPurposeAlreadyLink = domain.NewError(domain.KindConflict, "purpose_already_linked", "the client is already linked to this purpose")
 	ErrPurposeNotLinked   = domain.NewError(domain.KindNotFound, "purpose_not_linked", "the client is not linked to this purpose")
+	ErrNotAPIClient       = domain.NewError(domain.KindConflict, "not_api_client", "only API clients have roles")
 )
 
 // Client is the aggregate.
@@ -102,6 +115,7 @@ type Client struct {
 	domain.Changes
 	id, tenant        string
 	kind              Kind
+	roles             domain.Roles
 	name, description string
 	created           time.Time
 	exists, deleted   bool
@@ -127,6 +141,9 @@ func (c *Client) apply(e domain.Event) {
 	switch e := e.(type) {
 	case Created:
 		c.exists, c.tenant, c.kind, c.name, c.description, c.created = true, e.Tenant, e.Kind, e.Name, e.Description, e.At
+		c.roles = e.Roles
+	case RolesSet:
+		c.roles = e.Roles
 	case PurposeAdded:
 		c.purposes[e.PurposeID] = e.EServiceID
 	case PurposeRemoved:
@@ -146,6 +163,9 @@ type Spec struct {
 	// Members are user ids with whether each is registered in the tenant now.
 	Members map[string]bool
 	Keys    []keyring.NewKey
+	// Roles are role names for an API client (admin, security, member, auditor); an
+	// e-service client has none.
+	Roles []string
 }
 
 // Create decides a new client in the actor's tenant, with its initial members and keys.
@@ -161,11 +181,17 @@ func (c *Client) Create(actor domain.Actor, spec Spec, maxKeys int, at time.Time
 	name := strings.TrimSpace(spec.Name)
 	v.Check(len([]rune(name)) >= 5 && len([]rune(name)) <= 60, "name", "5–60 characters")
 	v.Check(len([]rune(spec.Description)) <= 250, "description", "at most 250 characters")
+	roles, unknown := domain.NormalizeRoles(spec.Roles)
+	v.Check(len(unknown) == 0, "roles", "each of admin, security, member, auditor")
+	v.Check(len(roles) == 0 || spec.Kind == KindAPI, "roles", "only for API clients")
 	if err := v.Err(); err != nil {
 		return err
 	}
+	if len(roles) == 0 {
+		roles = nil
+	}
 	c.record(Created{ID: c.id, Tenant: actor.Tenant, Kind: spec.Kind, Name: name,
-		Description: spec.Description, By: actor.ID, At: domain.Time(at)})
+		Description: spec.Description, Roles: roles, By: actor.ID, At: domain.Time(at)})
 	return c.keys.Populate(c.owner(), actor, spec.Members, spec.Keys, maxKeys, at)
 }
 
@@ -264,6 +290,31 @@ func (c *Client) PurposeArchived(actor domain.Actor, purposeID string, at time.T
 	c.record(PurposeRemoved{PurposeID: purposeID, Reason: ReasonPurposeArchived, By: actor.ID, At: domain.Time(at)})
 }
 
+// SetRoles replaces an API client's roles. Setting the roles it already has records
+// nothing.
+func (c *Client) SetRoles(actor domain.Actor, names []string, at time.Time) error {
+	if err := c.live(); err != nil {
+		return err
+	}
+	if actor.Tenant != c.tenant || !actor.Roles.Has(domain.RoleAdmin) {
+		return ErrAdminRequired
+	}
+	if c.kind != KindAPI {
+		return ErrNotAPIClient
+	}
+	roles, unknown := domain.NormalizeRoles(names)
+	var v domain.Validator
+	v.Check(len(unknown) == 0, "roles", "each of admin, security, member, auditor")
+	if err := v.Err(); err != nil {
+		return err
+	}
+	if slices.Equal(roles, c.roles) {
+		return nil
+	}
+	c.record(RolesSet{Roles: roles, By: actor.ID, At: domain.Time(at)})
+	return nil
+}
+
 // Delete removes the client: every key is deleted and every purpose unlinked, as events,
 // so the history shows exactly what stopped working.
 func (c *Client) Delete(actor domain.Actor, at time.Time) error {
@@ -288,6 +339,7 @@ func (c *Client) Exists() bool { return c.exists && !c.deleted }
 func (c *Client) ID() string               { return c.id }
 func (c *Client) Tenant() string           { return c.tenant }
 func (c *Client) Kind() Kind               { return c.kind }
+func (c *Client) Roles() domain.Roles      { return slices.Clone(c.roles) }
 func (c *Client) Name() string             { return c.name }
 func (c *Client) Description() string      { return c.description }
 func (c *Client) CreatedAt() time.Time     { return c.created }

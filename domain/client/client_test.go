@@ -155,12 +155,52 @@ func TestCreate(t *testing.T) {
 				return c.Create(domain.Actor{ID: "x", Roles: domain.Roles{domain.RoleAdmin}}, spec(nil), 10, t0)
 			},
 			Err: client.ErrAdminRequired},
+		{Name: "api client with roles, normalised",
+			When: create(spec(func(s *client.Spec) { s.Kind = client.KindAPI; s.Roles = []string{"security", "admin", "admin"} }), 10),
+			Then: events(client.Created{ID: id, Tenant: "acme", Kind: client.KindAPI, Name: "Payments client",
+				Roles: domain.Roles{domain.RoleAdmin, domain.RoleSecurity}, By: "alice", At: t0})},
+		{Name: "unknown role",
+			When: create(spec(func(s *client.Spec) { s.Kind = client.KindAPI; s.Roles = []string{"root"} }), 10),
+			Err:  domain.ErrValidation, Fields: []string{"roles"}},
+		{Name: "roles for an e-service client",
+			When: create(spec(func(s *client.Spec) { s.Roles = []string{"admin"} }), 10),
+			Err:  domain.ErrValidation, Fields: []string{"roles"}},
 		{Name: "already exists", Given: events(created(client.KindAPI)), When: create(spec(nil), 10),
 			Err: domain.ErrAlreadyExists},
 		{Name: "already existed and was deleted",
 			Given: events(created(client.KindAPI), client.Deleted{By: "alice", At: at(1)}), When: create(spec(nil), 10),
 			Err: domain.ErrAlreadyExists},
 	})
+}
+
+func TestSetRoles(t *testing.T) {
+	set := func(a domain.Actor, names ...string) func(*client.Client) error {
+		return func(c *client.Client) error { return c.SetRoles(a, names, at(5)) }
+	}
+	withRoles := created(client.KindAPI)
+	withRoles.Roles = domain.Roles{domain.RoleAuditor}
+	run(t, []tc{
+		{Name: "set", Given: events(created(client.KindAPI)), When: set(admin, "member", "auditor"),
+			Then: events(client.RolesSet{Roles: domain.Roles{domain.RoleAuditor, domain.RoleMember}, By: "alice", At: at(5)})},
+		{Name: "cleared", Given: events(withRoles), When: set(admin),
+			Then: events(client.RolesSet{Roles: domain.Roles{}, By: "alice", At: at(5)})},
+		{Name: "unchanged records nothing", Given: events(withRoles), When: set(admin, "auditor"), Then: events()},
+		{Name: "unknown role", Given: events(created(client.KindAPI)), When: set(admin, "root"),
+			Err: domain.ErrValidation, Fields: []string{"roles"}},
+		{Name: "e-service client", Given: events(created(client.KindEService)), When: set(admin, "admin"),
+			Err: client.ErrNotAPIClient},
+		{Name: "not an admin", Given: events(created(client.KindAPI)), When: set(sec, "admin"),
+			Err: client.ErrAdminRequired},
+		{Name: "another tenant's admin", Given: events(created(client.KindAPI)), When: set(otherAdmin, "admin"),
+			Err: client.ErrAdminRequired},
+		{Name: "deleted client", Given: events(created(client.KindAPI), client.Deleted{By: "alice", At: at(1)}),
+			When: set(admin, "admin"), Err: domain.ErrNotFound},
+	})
+	c := client.New(id)
+	c.Rehydrate(events(withRoles, client.RolesSet{Roles: domain.Roles{domain.RoleAdmin}, By: "alice", At: at(1)}))
+	if got := c.Roles(); !reflect.DeepEqual(got, domain.Roles{domain.RoleAdmin}) {
+		t.Fatalf("Roles() = %v after RolesSet", got)
+	}
 }
 
 func TestCreateStoresMicrosecondUTC(t *testing.T) {

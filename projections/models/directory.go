@@ -25,7 +25,7 @@ import (
 // Names of the directory read model (see the voucher model's names for their roles).
 const (
 	DirectoryModel   = "directory"
-	DirectoryVersion = "directory.v1"
+	DirectoryVersion = "directory.v2"
 	DirectoryGroup   = "projection.directory.v1"
 )
 
@@ -72,6 +72,7 @@ func directoryHandlers(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandl
 		dirHandle[client.PurposeAdded](d, clientKind),
 		dirHandle[client.PurposeRemoved](d, clientKind),
 		dirHandle[client.Deleted](d, clientKind),
+		dirHandle[client.RolesSet](d, clientKind),
 
 		dirHandle[keychain.Created](d, keychainKind),
 		dirHandle[keychain.MemberAdded](d, keychainKind),

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/client"
 	"github.com/keyledger/keyledger/domain/eservice"
 	"github.com/keyledger/keyledger/domain/keychain"
@@ -59,15 +60,17 @@ type KeyView struct {
 // ClientView is a consumer's client with its members, keys, linked purposes and the
 // keys to replace.
 type ClientView struct {
-	ID              string       `json:"id"`
-	Kind            client.Kind  `json:"kind"`
-	Name            string       `json:"name"`
-	Description     string       `json:"description"`
-	CreatedAt       time.Time    `json:"createdAt"`
-	Members         []MemberView `json:"members"`
-	Keys            []KeyView    `json:"keys"`
-	Purposes        []string     `json:"purposes"`
-	Recommendations []string     `json:"recommendations"`
+	ID          string       `json:"id"`
+	Kind        client.Kind  `json:"kind"`
+	Name        string       `json:"name"`
+	Description string       `json:"description"`
+	CreatedAt   time.Time    `json:"createdAt"`
+	Members     []MemberView `json:"members"`
+	Keys        []KeyView    `json:"keys"`
+	Purposes    []string     `json:"purposes"`
+	// Roles are an API client's roles in its tenant (absent for e-service clients).
+	Roles           []string `json:"roles,omitempty"`
+	Recommendations []string `json:"recommendations"`
 }
 
 // KeychainView is a producer's keychain with its members, keys, linked e-services and
@@ -107,11 +110,7 @@ type PurposeView struct {
 
 // RenderUser renders a registered user.
 func RenderUser(u *user.User) UserView {
-	roles := make([]string, len(u.Roles()))
-	for i, r := range u.Roles() {
-		roles[i] = string(r)
-	}
-	return UserView{ID: u.ID(), Name: u.Name(), Roles: roles, RegisteredAt: u.RegisteredAt()}
+	return UserView{ID: u.ID(), Name: u.Name(), Roles: roleNames(u.Roles()), RegisteredAt: u.RegisteredAt()}
 }
 
 // RenderTenant renders a tenant with its first administrator: admin is that user as
@@ -128,8 +127,12 @@ func RenderTenant(t *tenant.Tenant, admin *user.User) TenantView {
 // RenderClient renders a client. It leaves the keys' JWKs out (see RenderKey).
 func RenderClient(c *client.Client) ClientView {
 	members, keys, recs := renderKeyring(c.Keyring())
-	return ClientView{ID: c.ID(), Kind: c.Kind(), Name: c.Name(), Description: c.Description(), CreatedAt: c.CreatedAt(),
+	v := ClientView{ID: c.ID(), Kind: c.Kind(), Name: c.Name(), Description: c.Description(), CreatedAt: c.CreatedAt(),
 		Members: members, Keys: keys, Purposes: c.PurposeIDs(), Recommendations: recs}
+	if c.Kind() == client.KindAPI {
+		v.Roles = roleNames(c.Roles())
+	}
+	return v
 }
 
 // RenderKeychain renders a keychain. It leaves the keys' JWKs out (see RenderKey).
@@ -203,4 +206,13 @@ func renderKeyring(kr keyring.Keyring) ([]MemberView, []KeyView, []string) {
 		}
 	}
 	return members, keys, recs
+}
+
+// roleNames renders roles as their names, never nil.
+func roleNames(rs domain.Roles) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return out
 }

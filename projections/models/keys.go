@@ -122,6 +122,7 @@ func keysHandlers(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandler {
 		skip[client.MemberRemoved](p),
 		skip[client.PurposeAdded](p),
 		skip[client.PurposeRemoved](p),
+		skip[client.RolesSet](p),
 		skip[keychain.MemberAdded](p),
 		skip[keychain.MemberRemoved](p),
 		skip[keychain.EServiceAdded](p),

@@ -86,7 +86,7 @@ func (d Definition) OwnsGeneration(gen string) bool {
 }
 
 // All returns every read model, in the order the runner starts them.
-func All() []Definition { return []Definition{Voucher, Keys, Directory} }
+func All() []Definition { return []Definition{Voucher, Keys, Directory, Audit} }
 
 // ErrCheckpointLost is returned by a projection's checkpoint function when the
 // generation it projects has no checkpoint: its data was lost (a Redis flush or a restart

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/keyledger/keyledger/commands"
@@ -84,6 +85,37 @@ func TestAPIClientEntriesAndKeys(t *testing.T) {
 			t.Fatal("deleted key still found by kid")
 		}
 		e.present(c, k2, "")
+	})
+}
+
+func TestAPIClientRolesReachItsEntries(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(*testing.T) readmodel.Store) {
+		e := newEnv(t, newStore(t))
+		admin := e.tenant("acme")
+		res := e.mustBoth(e.cmd.CreateClient(ctx, admin, commands.ClientSpec{Kind: client.KindAPI, Name: "API client",
+			Roles: []string{"security", "auditor"}, Keys: []commands.KeyInput{keyInput(t, "first"), keyInput(t, "second")}}))
+		kids := e.kids(commands.Clients, "acme", res.ID)
+		for _, kid := range kids {
+			if v := e.present(res.ID, kid, ""); !reflect.DeepEqual(v.Roles, []string{"auditor", "security"}) {
+				t.Fatalf("entry roles %v at creation", v.Roles)
+			}
+		}
+		set := e.mustBoth(e.cmd.SetClientRoles(ctx, admin, res.ID, []string{"admin"}))
+		for _, kid := range kids {
+			v := e.present(res.ID, kid, "")
+			if !reflect.DeepEqual(v.Roles, []string{"admin"}) || v.Position != set.Position.String() {
+				t.Fatalf("entry %v at %s after the roles were set at %s", v.Roles, v.Position, set.Position)
+			}
+		}
+		up, k3, err := e.cmd.UploadKey(ctx, admin, commands.Clients, res.ID, keyInput(t, "third"))
+		e.mustBoth(up, err)
+		if v := e.present(res.ID, k3, ""); !reflect.DeepEqual(v.Roles, []string{"admin"}) {
+			t.Fatalf("a key uploaded after the roles changed has roles %v", v.Roles)
+		}
+		e.mustBoth(e.cmd.SetClientRoles(ctx, admin, res.ID, nil))
+		if v := e.present(res.ID, k3, ""); len(v.Roles) != 0 {
+			t.Fatalf("cleared roles still in the entry: %v", v.Roles)
+		}
 	})
 }
 

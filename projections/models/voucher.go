@@ -22,7 +22,7 @@ import (
 // generation.
 const (
 	VoucherModel   = "voucher"
-	VoucherVersion = "voucher.v1"
+	VoucherVersion = "voucher.v2"
 	VoucherGroup   = "projection.voucher.v1"
 )
 
@@ -56,6 +56,9 @@ type VoucherEntry struct {
 	PEM string `json:"pem"`
 	Use string `json:"use"`
 	Alg string `json:"alg"`
+	// Roles are an API client's roles in its tenant, carried by its vouchers; empty for
+	// e-service clients.
+	Roles []string `json:"roles,omitempty"`
 	// PurposeID and the fields below are empty for API clients.
 	PurposeID     string        `json:"purposeId,omitempty"`
 	PurposeState  purpose.State `json:"purposeState,omitempty"`
@@ -135,8 +138,9 @@ type (
 	clientRec struct {
 		Kind     client.Kind       `json:"kind"`
 		Tenant   string            `json:"tenant"`
-		KIDs     []string          `json:"kids"`     // sorted
-		Purposes map[string]string `json:"purposes"` // purpose id → e-service id
+		KIDs     []string          `json:"kids"`            // sorted
+		Purposes map[string]string `json:"purposes"`        // purpose id → e-service id
+		Roles    []string          `json:"roles,omitempty"` // API clients
 	}
 	// keyRec under "ckey:<clientID>:<kid>".
 	keyRec struct {
@@ -187,6 +191,7 @@ func voucherHandlers(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandler
 		on(p, m.purposeAdded),
 		on(p, m.purposeRemoved),
 		on(p, m.clientDeleted),
+		on(p, m.rolesSet),
 		skip[client.MemberAdded](p),
 		skip[client.MemberRemoved](p),
 		on(p, m.purposeCreated),
@@ -250,9 +255,30 @@ func (m voucherModel) view(ctx context.Context) *view {
 }
 
 func (m voucherModel) clientCreated(_ context.Context, _ source.Event, e *client.Created, b *readmodel.Batch) error {
-	c := &clientRec{Kind: e.Kind, Tenant: e.Tenant, KIDs: []string{}, Purposes: map[string]string{}}
+	c := &clientRec{Kind: e.Kind, Tenant: e.Tenant, KIDs: []string{}, Purposes: map[string]string{}, Roles: roleNames(e.Roles)}
 	m.cache.clients[e.ID] = c
 	return put(b, clientKey(e.ID), c)
+}
+
+// rolesSet rewrites the roles of the API client's entries.
+func (m voucherModel) rolesSet(ctx context.Context, ev source.Event, e *client.RolesSet, b *readmodel.Batch) error {
+	v := m.view(ctx)
+	id, c, err := m.liveClient(v, ev)
+	if err != nil {
+		return err
+	}
+	c.Roles = roleNames(e.Roles)
+	if err := put(b, clientKey(id), c); err != nil {
+		return err
+	}
+	if c.Kind != client.KindAPI {
+		return nil
+	}
+	ts := make([]triple, 0, len(c.KIDs))
+	for _, kid := range c.KIDs {
+		ts = append(ts, triple{id, kid, ""})
+	}
+	return v.putEntries(b, ev.Position, ts)
 }
 
 // liveClient loads the event's client, which must exist.
@@ -573,6 +599,9 @@ func (v *view) putEntries(b *readmodel.Batch, pos eventstore.Position, ts []trip
 		}
 		e := VoucherEntry{ClientID: t.client, ClientKind: c.Kind, Tenant: c.Tenant, KID: t.kid,
 			PEM: k.PEM, Use: k.Use, Alg: k.Alg, Position: at}
+		if c.Kind == client.KindAPI {
+			e.Roles = c.Roles
+		}
 		if t.purpose != "" {
 			p := v.purposes[t.purpose]
 			if p == nil {

@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -1200,7 +1201,7 @@ func (fx *voucherFixture) verify(ctx context.Context, s readmodel.Store, ns read
 					}
 					w.Audience, w.VoucherLifetimeSeconds = e.Audience(), int(e.VoucherLifetime()/time.Second)
 				}
-				if got != w {
+				if !reflect.DeepEqual(got, w) {
 					return fmt.Errorf("entry %s/%s/%s:\n got %+v\nwant %+v", c.ID(), kid, pid, got, w)
 				}
 			}

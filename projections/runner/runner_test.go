@@ -318,12 +318,12 @@ func TestRedisVersionChangeRebuildsWhileTheOldGenerationServes(t *testing.T) {
 	v1, _, _ := s.Active(ctx, models.VoucherModel)
 
 	v2 := models.Voucher
-	v2.Version = "voucher.v2"
+	v2.Version = models.VoucherVersion + "0" // another version than the one running first
 	r, _ := start(t, runner.Config{Events: w.es, Store: s, Redis: c, KeyPrefix: prefix + ":", HolderID: "v2",
 		LeaseTTL: 600 * time.Millisecond, DropGrace: 10 * time.Millisecond, Models: []models.Definition{v2}})
 	eventually(t, "the v2 generation is active", func() bool {
 		gen, ok, _ := s.Active(ctx, models.VoucherModel)
-		return ok && strings.HasPrefix(gen, "voucher.v2-")
+		return ok && strings.HasPrefix(gen, v2.Version+"-")
 	})
 	if !lookup(t, r.Reader(), at(t, r.Reader(), models.VoucherModel, res.Position), id, kid) {
 		t.Fatal("v2 generation lacks the key")
