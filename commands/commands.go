@@ -2,8 +2,6 @@ package commands
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,22 +134,8 @@ func (s *Service) load(ctx context.Context, stream string, codec domain.Codec, a
 	}
 }
 
-// EventHash is the tamper-evidence hash of one event: SHA-256 over the previous event's
-// hash, the event's id, type and data. Each event's metadata carries the hash of the
-// event before it in the same stream, so altering or removing an event breaks the chain.
-func EventHash(prevHash, id, typ string, data []byte) string {
-	h := sha256.New()
-	for _, part := range [][]byte{[]byte(prevHash), []byte(id), []byte(typ), data} {
-		var n [8]byte
-		l := uint64(len(part))
-		for i := range n {
-			n[i] = byte(l >> (8 * i))
-		}
-		h.Write(n[:])
-		h.Write(part)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
+// EventHash is eventstore.EventHash, the tamper-evidence hash chaining each stream.
+var EventHash = eventstore.EventHash
 
 // update is the one load → decide → append helper: it loads the aggregate fresh,
 // lets decide change it, and appends the pending events with the loaded version as the

@@ -9,6 +9,8 @@ package eventstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -385,4 +387,21 @@ func ReadLimit(limit int) int {
 		return MaxReadLimit
 	}
 	return limit
+}
+
+// EventHash is the tamper-evidence hash of one event: SHA-256 over the previous event's
+// hash, the event's id, type and data. Each event's metadata carries the hash of the
+// event before it in the same stream, so altering or removing an event breaks the chain.
+func EventHash(prevHash, id, typ string, data []byte) string {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(prevHash), []byte(id), []byte(typ), data} {
+		var n [8]byte
+		l := uint64(len(part))
+		for i := range n {
+			n[i] = byte(l >> (8 * i))
+		}
+		h.Write(n[:])
+		h.Write(part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -2,8 +2,6 @@ package voucher
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,7 +94,7 @@ type AuditConfig struct {
 //
 // Records go to one stream per UTC day of their VoucherIssuedAt (AuditStreamName); a
 // batch that spans midnight becomes one append per day. Every event's metadata carries
-// the hash of the previous event of its stream (commands.EventHash: SHA-256 over the
+// the hash of the previous event of its stream (eventstore.EventHash: SHA-256 over the
 // previous hash, id, type and data), so the day's stream is one tamper-evident chain
 // like an aggregate's.
 //
@@ -378,7 +376,7 @@ func (w *AuditWriter) appendGroup(stream string, items []*auditItem) {
 			m := it.meta
 			m.PrevHash = prev
 			events[i] = eventstore.EventData{ID: it.id, Type: AuditEventType, Data: it.data, Meta: m}
-			prev = eventHash(prev, it.id, AuditEventType, it.data)
+			prev = eventstore.EventHash(prev, it.id, AuditEventType, it.data)
 		}
 		expected := eventstore.NoStream
 		if tail.exists {
@@ -446,7 +444,7 @@ func (w *AuditWriter) tail(stream string) (*auditTail, error) {
 		return nil, fmt.Errorf("%w: reading the last event of %s gave none", eventstore.ErrUnavailable, stream)
 	default:
 		e := evs[0]
-		t = &auditTail{exists: true, version: e.Version, hash: eventHash(e.Meta.PrevHash, e.ID, e.Type, e.Data)}
+		t = &auditTail{exists: true, version: e.Version, hash: eventstore.EventHash(e.Meta.PrevHash, e.ID, e.Type, e.Data)}
 	}
 	w.streams[stream] = t
 	return t, nil
@@ -474,22 +472,6 @@ func (w *AuditWriter) delivered(stream string, items []*auditItem, res eventstor
 			it.finish(pos, nil)
 		}
 	})
-}
-
-// eventHash is commands.EventHash (SHA-256 over the length-prefixed previous hash, id,
-// type and data), which this package may not import; a test checks that they agree.
-func eventHash(prevHash, id, typ string, data []byte) string {
-	h := sha256.New()
-	for _, part := range [][]byte{[]byte(prevHash), []byte(id), []byte(typ), data} {
-		var n [8]byte
-		l := uint64(len(part))
-		for i := range n {
-			n[i] = byte(l >> (8 * i))
-		}
-		h.Write(n[:])
-		h.Write(part)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // AuditEntry is one issued voucher's audit event, decoded. It is not a DTO: the API
