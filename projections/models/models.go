@@ -53,6 +53,11 @@ type Definition struct {
 	// Handlers returns the group's handlers writing into ns through deps. Each call
 	// returns fresh handlers (they may keep per-instance caches).
 	Handlers func(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandler
+	// ServeOnlyCurrent marks a model that grants access (the voucher model): it is never
+	// served from a generation nobody keeps current. Before rebuilding it, the projector
+	// withdraws the active generation, so readers find none (the token endpoint answers
+	// 503) until the new one is active, rather than grant what was revoked meanwhile.
+	ServeOnlyCurrent bool
 }
 
 // Register adds the model to r as its handler group, writing into ns.

@@ -178,6 +178,8 @@ var Voucher = Definition{
 	Group:    VoucherGroup,
 	Filter:   eventstore.Filter{StreamPrefixes: []string{client.StreamName(""), purpose.StreamName(""), eservice.StreamName("")}},
 	Handlers: voucherHandlers,
+	// Revocations must hold: no vouchers from a generation left behind during a rebuild.
+	ServeOnlyCurrent: true,
 }
 
 func voucherHandlers(deps Deps, ns readmodel.Namespace) []cqrs.GroupEventHandler {

@@ -15,6 +15,7 @@ type fenceable interface {
 	apply(ctx context.Context, ns Namespace, token uint64, pos eventstore.Position, batch Batch) (bool, error)
 	applyMany(ctx context.Context, ns Namespace, token uint64, updates []Update) (int, error)
 	setActive(ctx context.Context, ns Namespace, token uint64) error
+	withdraw(ctx context.Context, ns Namespace, token uint64) error
 	dropGeneration(ctx context.Context, ns Namespace, token uint64) error
 }
 
@@ -128,6 +129,14 @@ func (f *fencedStore) SetActive(ctx context.Context, ns Namespace) error {
 		return err
 	}
 	return f.s.setActive(ctx, ns, f.token)
+}
+
+// Withdraw implements Store, fenced.
+func (f *fencedStore) Withdraw(ctx context.Context, ns Namespace) error {
+	if err := f.check(ns); err != nil {
+		return err
+	}
+	return f.s.withdraw(ctx, ns, f.token)
 }
 
 // DropGeneration implements Store, fenced.

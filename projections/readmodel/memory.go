@@ -283,6 +283,23 @@ func (m *Memory) setActive(ctx context.Context, ns Namespace, token uint64) erro
 	return nil
 }
 
+// Withdraw implements Store.
+func (m *Memory) Withdraw(ctx context.Context, ns Namespace) error {
+	return m.withdraw(ctx, ns, 0)
+}
+
+func (m *Memory) withdraw(ctx context.Context, ns Namespace, token uint64) error {
+	if err := m.lockWrite(ctx, ns, token, "withdraw"); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	m.recordFence(ns.Model, token)
+	if m.active[ns.Model] == ns.Generation {
+		delete(m.active, ns.Model)
+	}
+	return nil
+}
+
 // Active implements Store.
 func (m *Memory) Active(ctx context.Context, model string) (string, bool, error) {
 	if err := validateName("model", model); err != nil {

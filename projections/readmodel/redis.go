@@ -290,6 +290,19 @@ redis.call('DEL', KEYS[2])
 return 'ok'
 `)
 
+// withdrawScript: KEYS[1] the active pointer, KEYS[2] the model's fence, ARGV[1] the
+// generation, ARGV[2] the fencing token ("0": unfenced). It deletes the active pointer if
+// it names the generation. Reply 'ok' or 'fenced'.
+var withdrawScript = redis.NewScript(luaLib + `
+if not isdec(ARGV[2]) then return bad('malformed fencing token') end
+local fs, seen = fence(KEYS[2], ARGV[2])
+if fs == 'corrupt' then return corrupt('fence', KEYS[2], seen) end
+if fs == 'stale' then return 'fenced' end
+if fs == 'new' then redis.call('SET', KEYS[2], ARGV[2]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 'ok'
+`)
+
 // InitGeneration implements Store: one script call (SET NX of the checkpoint).
 func (r *Redis) InitGeneration(ctx context.Context, ns Namespace) error {
 	return r.initGeneration(ctx, ns, 0)
@@ -622,6 +635,30 @@ func (r *Redis) setActive(ctx context.Context, ns Namespace, token uint64) error
 		return nil
 	case "nocp":
 		return fmt.Errorf("%s: %w", what, ErrNoCheckpoint)
+	case "fenced":
+		return fencedError(what, token)
+	default:
+		return fmt.Errorf("%s: %w: unexpected script reply %q", what, ErrUnavailable, res)
+	}
+}
+
+// Withdraw implements Store.
+func (r *Redis) Withdraw(ctx context.Context, ns Namespace) error {
+	return r.withdraw(ctx, ns, 0)
+}
+
+func (r *Redis) withdraw(ctx context.Context, ns Namespace, token uint64) error {
+	if err := ns.Validate(); err != nil {
+		return err
+	}
+	what := "withdraw " + ns.String()
+	res, err := withdrawScript.Run(ctx, r.client, []string{r.activeKey(ns.Model), r.fenceKey(ns.Model)}, ns.Generation, token).Text()
+	if err != nil {
+		return scriptError(what, err)
+	}
+	switch res {
+	case "ok":
+		return nil
 	case "fenced":
 		return fencedError(what, token)
 	default:

@@ -63,6 +63,12 @@ type Store interface {
 	// that is the rebuild's job.
 	SetActive(ctx context.Context, ns Namespace) error
 
+	// Withdraw stops serving ns: when ns is the active generation of its model, the model
+	// has no active generation afterwards, so readers get nothing rather than data nobody
+	// keeps current. Withdrawing a generation that is not active changes nothing. The
+	// generation's data stay until DropGeneration.
+	Withdraw(ctx context.Context, ns Namespace) error
+
 	// Active returns the active generation of model, and false if none was set (a new
 	// deployment, or data loss).
 	Active(ctx context.Context, model string) (generation string, ok bool, err error)

@@ -133,6 +133,7 @@ func (o *overlay) Active(context.Context, string) (string, bool, error) {
 	return "", false, errNotInRebuild
 }
 func (o *overlay) DropGeneration(context.Context, readmodel.Namespace) error { return errNotInRebuild }
+func (o *overlay) Withdraw(context.Context, readmodel.Namespace) error       { return errNotInRebuild }
 func (o *overlay) Generations(context.Context, string) ([]string, error) {
 	return nil, errNotInRebuild
 }

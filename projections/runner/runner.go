@@ -328,6 +328,15 @@ func (r *Runner) prepare(ctx context.Context, m *model, store readmodel.Store) (
 			}
 		}
 	}
+	if ok && def.ServeOnlyCurrent {
+		old := readmodel.Namespace{Model: def.Model, Generation: active}
+		if err := store.Withdraw(ctx, old); err != nil {
+			return old, false, fmt.Errorf("withdraw %s before its rebuild: %w", old, err)
+		}
+		r.reader.Invalidate(def.Model)
+		r.log.Warn("read model withdrawn until its rebuild is active: it is not served meanwhile",
+			"model", def.Model, "generation", active, "why", why)
+	}
 	ns := readmodel.Namespace{Model: def.Model, Generation: NewGeneration(def, time.Now())}
 	r.log.Info("rebuilding read model", "model", def.Model, "generation", ns.Generation, "why", why)
 	r.setState(m, StateRebuilding, ns.Generation, nil)

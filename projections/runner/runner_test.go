@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -362,5 +363,70 @@ func TestRedisOneLeaderAtATimeAndTakeOver(t *testing.T) {
 	}
 	if st := follower.Statuses()[0].State; st != runner.StateProjecting {
 		t.Fatalf("follower is %s after taking over", st)
+	}
+}
+
+// gatedEvents holds every read of the log from its start while gate is closed: a
+// rebuild then stays in progress until the test opens it.
+type gatedEvents struct {
+	eventstore.Store
+	mu   sync.Mutex
+	gate chan struct{} // nil: open
+}
+
+func (g *gatedEvents) close() { g.mu.Lock(); g.gate = make(chan struct{}); g.mu.Unlock() }
+func (g *gatedEvents) open()  { g.mu.Lock(); close(g.gate); g.gate = nil; g.mu.Unlock() }
+
+func (g *gatedEvents) ReadAll(ctx context.Context, after eventstore.Position, limit int) ([]eventstore.RecordedEvent, error) {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil && after.IsZero() {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.Store.ReadAll(ctx, after, limit)
+}
+
+// TestRedisRebuildWithdrawsTheVoucherModel: while the voucher model (which grants access)
+// is rebuilt, its previous generation is not served — nobody applies revocations to it —
+// and it serves again, complete, once the new generation is active.
+func TestRedisRebuildWithdrawsTheVoucherModel(t *testing.T) {
+	w := newWorld(t)
+	s, c, prefix := redisStore(t)
+	id, kid, res := w.apiClient("client one")
+	events := &gatedEvents{Store: w.es}
+	cfg := redisConfig(w, s, c, prefix, "a")
+	cfg.Events = events
+	r, _ := start(t, cfg)
+	rd := r.Reader()
+	old := at(t, rd, models.VoucherModel, res.Position)
+	dir := at(t, rd, models.DirectoryModel, res.Position)
+
+	events.close()
+	if _, err := runner.RequestRebuild(ctx, c, prefix+":", models.VoucherModel); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the voucher model is withdrawn during its rebuild", func() bool {
+		_, err := rd.Namespace(ctx, models.VoucherModel)
+		return errors.Is(err, runner.ErrNotReady)
+	})
+	if gen, ok, err := s.Active(ctx, models.VoucherModel); err != nil || ok {
+		t.Fatalf("active voucher generation %q during the rebuild (err %v)", gen, err)
+	}
+	// A model that grants nothing keeps serving.
+	if ns, err := rd.Namespace(ctx, models.DirectoryModel); err != nil || ns != dir {
+		t.Fatalf("directory during the voucher rebuild: %v %v", ns, err)
+	}
+	events.open()
+	eventually(t, "the rebuilt voucher generation is active", func() bool {
+		gen, ok, err := s.Active(ctx, models.VoucherModel)
+		return err == nil && ok && gen != old.Generation
+	})
+	if !lookup(t, rd, at(t, rd, models.VoucherModel, res.Position), id, kid) {
+		t.Fatal("the rebuilt generation lacks the key")
 	}
 }

@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) readmodel.Store) {
 		{"ValuesAreNotShared", testValuesNotShared},
 		{"GenerationsIsolated", testGenerationsIsolated},
 		{"SetActiveSwitch", testSetActive},
+		{"Withdraw", testWithdraw},
 		{"DropGeneration", testDropGeneration},
 		{"ConcurrentApplySamePosition", testConcurrentSamePosition},
 		{"LargeBatch", testLargeBatch},
@@ -677,6 +678,47 @@ func testSetActive(t *testing.T, ctx context.Context, s readmodel.Store) {
 	wantActive(t, ctx, s, "clients", "g1")
 }
 
+func testWithdraw(t *testing.T, ctx context.Context, s readmodel.Store) {
+	g1 := newGen(t, ctx, s, "clients", "g1")
+	g2 := newGen(t, ctx, s, "clients", "g2")
+	k1 := newGen(t, ctx, s, "keys", "g1")
+	mustApply(t, ctx, s, g1, pos(1), fencedBatch("v"))
+	for _, ns := range []readmodel.Namespace{g1, k1} {
+		if err := s.SetActive(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A generation that is not active: nothing changes.
+	if err := s.Withdraw(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+	wantActive(t, ctx, s, "clients", "g1")
+	if err := s.Withdraw(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	if gen, ok, err := s.Active(ctx, "clients"); err != nil || ok {
+		t.Fatalf("Active after Withdraw = %q, %v, %v; want absent", gen, ok, err)
+	}
+	// Another model's generation of the same name still serves; the data stay.
+	wantActive(t, ctx, s, "keys", "g1")
+	wantValue(t, ctx, s, g1, "k", []byte("v"))
+	wantCheckpoint(t, ctx, s, g1, pos(1), true)
+	if err := s.Withdraw(ctx, g1); err != nil {
+		t.Fatalf("withdrawing again: %v", err)
+	}
+	if err := s.Withdraw(ctx, readmodel.Namespace{Model: "clients"}); !errors.Is(err, readmodel.ErrInvalid) {
+		t.Fatalf("Withdraw of an invalid namespace: %v", err)
+	}
+	// Once withdrawn, the generation can be dropped and another made active.
+	if err := s.DropGeneration(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActive(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+	wantActive(t, ctx, s, "clients", "g2")
+}
+
 func wantActive(t *testing.T, ctx context.Context, s readmodel.Store, model, want string) {
 	t.Helper()
 	gen, ok, err := s.Active(ctx, model)
@@ -1163,6 +1205,8 @@ func testFencedRefusesLowerToken(t *testing.T, ctx context.Context, s readmodel.
 	wantIndex(t, ctx, s, g1, "idx", "hi", "lo")
 	wantCheckpoint(t, ctx, s, g1, pos(3), true)
 	wantErr(t, "stale SetActive", lo.SetActive(ctx, g2), readmodel.ErrFenced)
+	wantActive(t, ctx, s, "clients", "g1")
+	wantErr(t, "stale Withdraw", lo.Withdraw(ctx, g1), readmodel.ErrFenced)
 	wantActive(t, ctx, s, "clients", "g1")
 	wantErr(t, "stale DropGeneration", lo.DropGeneration(ctx, g2), readmodel.ErrFenced)
 	wantCheckpoint(t, ctx, s, g2, eventstore.Start, true)
