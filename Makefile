@@ -5,7 +5,7 @@ BENCH_COUNT     ?= 5
 BENCH_PKGS      ?= ./eventstore/embedded/ ./projections/readmodel/ ./projections/runner/
 BIN             := bin/keyledger
 
-.PHONY: run build test lint bench clean
+.PHONY: run build test fuzz lint bench clean
 
 ## run: start the server on the embedded store in ./data (no other service needed)
 run:
@@ -15,9 +15,20 @@ run:
 build:
 	$(GO) build -o $(BIN) ./cmd/keyledger
 
-## test: the whole suite, with the race detector, never from cache
+FUZZTIME        ?= 10s
+
+## test: the whole suite, with the race detector, never from cache; then each parser of
+## untrusted input fuzzed for FUZZTIME (a panic or a failed property fails the run)
 test:
 	$(GO) test -race -count=1 -timeout 12m ./...
+	$(MAKE) fuzz
+
+## fuzz: run every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time)
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenRequest$$' -fuzztime $(FUZZTIME) ./voucher/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAssertion$$' -fuzztime $(FUZZTIME) ./voucher/
+	$(GO) test -run '^$$' -fuzz '^FuzzObjectMembers$$' -fuzztime $(FUZZTIME) ./voucher/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./domain/keys/
 
 ## lint: gofmt, go vet, staticcheck, and the domain import rule
 lint:
