@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/keyledger/keyledger/domain"
+	"github.com/keyledger/keyledger/domain/client"
 	"github.com/keyledger/keyledger/domain/keyring"
 	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/projections/models"
@@ -208,23 +209,47 @@ func (s *Server) assertionCheck(c echo.Context) error {
 }
 
 // VoucherEntries reads voucher entries from the active generation of the voucher read
-// model, with one Get. A model that has no active generation (building, data lost) or a
-// store that cannot answer is voucher.ErrUnavailable: never a voucher from partial data.
-func VoucherEntries(rd *runner.Reader) voucher.Entries {
-	return voucher.EntriesFunc(func(ctx context.Context, clientID, kid, purposeID string) (models.VoucherEntry, bool, error) {
-		ns, err := rd.Namespace(ctx, models.VoucherModel)
-		if err != nil {
-			return models.VoucherEntry{}, false, errors.Join(voucher.ErrUnavailable, err)
-		}
-		e, ok, err := models.LookupEntry(ctx, rd.Store(), ns, clientID, kid, purposeID)
-		switch {
-		case errors.Is(err, readmodel.ErrCorrupt):
-			return models.VoucherEntry{}, false, errors.Join(voucher.ErrCorruptEntry, err)
-		case err != nil:
-			return models.VoucherEntry{}, false, errors.Join(voucher.ErrUnavailable, err)
-		}
-		return e, ok, nil
-	})
+// model, with one Get; after a miss it also probes the key (voucher.KeyProbe) so that the
+// refusal names its cause. A model that has no active generation (building, rebuilding,
+// data lost) or a store that cannot answer is voucher.ErrUnavailable: never a voucher
+// from partial data.
+func VoucherEntries(rd *runner.Reader) voucher.Entries { return voucherEntries{rd} }
+
+type voucherEntries struct{ rd *runner.Reader }
+
+var _ voucher.KeyProbe = voucherEntries{}
+
+// Entry implements voucher.Entries.
+func (v voucherEntries) Entry(ctx context.Context, clientID, kid, purposeID string) (models.VoucherEntry, bool, error) {
+	ns, err := v.rd.Namespace(ctx, models.VoucherModel)
+	if err != nil {
+		return models.VoucherEntry{}, false, errors.Join(voucher.ErrUnavailable, err)
+	}
+	e, ok, err := models.LookupEntry(ctx, v.rd.Store(), ns, clientID, kid, purposeID)
+	if err != nil {
+		return models.VoucherEntry{}, false, entryError(err)
+	}
+	return e, ok, nil
+}
+
+// ProbeKey implements voucher.KeyProbe.
+func (v voucherEntries) ProbeKey(ctx context.Context, clientID, kid string) (client.Kind, bool, error) {
+	ns, err := v.rd.Namespace(ctx, models.VoucherModel)
+	if err != nil {
+		return "", false, errors.Join(voucher.ErrUnavailable, err)
+	}
+	kind, ok, err := models.ProbeKey(ctx, v.rd.Store(), ns, clientID, kid)
+	if err != nil {
+		return "", false, entryError(err)
+	}
+	return kind, ok, nil
+}
+
+func entryError(err error) error {
+	if errors.Is(err, readmodel.ErrCorrupt) {
+		return errors.Join(voucher.ErrCorruptEntry, err)
+	}
+	return errors.Join(voucher.ErrUnavailable, err)
 }
 
 func isMember(k keyring.Keyring, userID string) bool { return k.IsMember(userID) }

@@ -395,8 +395,13 @@ func TestTokenRequestRefusals(t *testing.T) {
 		"iat": time.Now().Unix(), "exp": time.Now().Add(2 * time.Hour).Unix()}), "")), "invalid_client", "at most 3600")
 	refused(t, e.form("/oauth2/token", tokenForm(assertion(t, k, cid, pid, map[string]any{"iat": time.Now().Add(time.Minute).Unix()}), "")),
 		"invalid_client", "")
-	// A kid of another client.
-	refused(t, e.form("/oauth2/token", tokenForm(assertion(t, otherKey, cid, pid, nil), "")), "invalid_client", "")
+	// A kid of another client; an e-service client without purposeId, or with a purpose
+	// not linked to it: each refusal names its cause.
+	refused(t, e.form("/oauth2/token", tokenForm(assertion(t, otherKey, cid, pid, nil), "")), "invalid_client",
+		"no key with kid "+otherKey.kid+" is registered on client "+cid)
+	refused(t, e.form("/oauth2/token", tokenForm(assertion(t, k, cid, "", nil), "")), "invalid_request", "purposeId is required")
+	refused(t, e.form("/oauth2/token", tokenForm(assertion(t, otherKey, other, pid, nil), "")), "unauthorized_client",
+		"purpose "+pid+" is not linked to client "+other)
 	// alg none and HS256 signed with the public key.
 	none := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"iss": cid, "sub": cid, "aud": testIssuer,
 		"jti": uuid.NewString(), "iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix(), "purposeId": pid})

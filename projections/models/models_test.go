@@ -119,6 +119,36 @@ func TestAPIClientRolesReachItsEntries(t *testing.T) {
 	})
 }
 
+func TestProbeKey(t *testing.T) {
+	backends(t, func(t *testing.T, newStore func(*testing.T) readmodel.Store) {
+		e := newEnv(t, newStore(t))
+		admin := e.tenant("acme")
+		res := e.mustBoth(e.cmd.CreateClient(ctx, admin, commands.ClientSpec{Kind: client.KindEService, Name: "E-service client",
+			Keys: []commands.KeyInput{keyInput(t, "first")}}))
+		kid := e.kids(commands.Clients, "acme", res.ID)[0]
+		probe := func(clientID, kid string) (client.Kind, bool) {
+			kind, ok, err := models.ProbeKey(ctx, e.rm, e.ns.Voucher, clientID, kid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kind, ok
+		}
+		if kind, ok := probe(res.ID, kid); !ok || kind != client.KindEService {
+			t.Fatalf("probe of a registered key: %q %v", kind, ok)
+		}
+		if _, ok := probe(res.ID, "unknown-kid"); ok {
+			t.Fatal("probe found an unknown kid")
+		}
+		if _, ok := probe("no-such-client", kid); ok {
+			t.Fatal("probe found the kid on another client")
+		}
+		e.mustBoth(e.cmd.DeleteKey(ctx, admin, commands.Clients, res.ID, kid))
+		if _, ok := probe(res.ID, kid); ok {
+			t.Fatal("probe found a deleted key")
+		}
+	})
+}
+
 func TestEServiceClientEntriesPerLinkedPurpose(t *testing.T) {
 	backends(t, func(t *testing.T, newStore func(*testing.T) readmodel.Store) {
 		e := newEnv(t, newStore(t))

@@ -132,6 +132,27 @@ func LookupEntry(ctx context.Context, store readmodel.Store, ns readmodel.Namesp
 	return e, true, nil
 }
 
+// ProbeKey reports whether kid is registered on the client and, if so, the client's kind,
+// with one GetMany. The token path calls it only after a lookup found no entry, to say
+// precisely why.
+func ProbeKey(ctx context.Context, store readmodel.Store, ns readmodel.Namespace, clientID, kid string) (client.Kind, bool, error) {
+	if clientID == "" || kid == "" {
+		return "", false, nil
+	}
+	vals, err := store.GetMany(ctx, ns, []string{clientKey(clientID), ckeyKey(clientID, kid)})
+	if err != nil {
+		return "", false, err
+	}
+	if vals[0] == nil || vals[1] == nil {
+		return "", false, nil
+	}
+	var c clientRec
+	if err := json.Unmarshal(vals[0], &c); err != nil {
+		return "", false, fmt.Errorf("%w: client record %s: %v", readmodel.ErrCorrupt, clientID, err)
+	}
+	return c.Kind, true, nil
+}
+
 // Auxiliary records of the voucher model, in its namespace.
 type (
 	// clientRec under "client:<id>".
