@@ -1,6 +1,7 @@
 package readmodel
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -281,6 +282,27 @@ func (m *Memory) setActive(ctx context.Context, ns Namespace, token uint64) erro
 	m.recordFence(ns.Model, token)
 	m.active[ns.Model] = ns.Generation
 	return nil
+}
+
+// Snapshot returns a copy of every value and index of ns (indexes sorted), for tests and
+// diagnostics that compare generations.
+func (m *Memory) Snapshot(ns Namespace) (values map[string][]byte, indexes map[string][]string) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	values, indexes = map[string][]byte{}, map[string][]string{}
+	g := m.gens[ns]
+	if g == nil {
+		return values, indexes
+	}
+	for k, v := range g.values {
+		values[k] = bytes.Clone(v)
+	}
+	for name, ix := range g.indexes {
+		members := make([]string, 0, ix.Len())
+		ix.Ascend(func(m string) bool { members = append(members, m); return true })
+		indexes[name] = members
+	}
+	return values, indexes
 }
 
 // Withdraw implements Store.

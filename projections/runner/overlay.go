@@ -15,13 +15,24 @@ import (
 // leaner than readmodel.Memory — plain maps, no locking, indexes sorted only when a
 // handler ranges over one — because it serves one goroutine, one namespace, for the
 // length of a rebuild. Only what handlers use is implemented.
+//
+// Its values are bounded: once they exceed the rebuild's budget, the rebuild waits until
+// every batch taken so far is written, then forgets them (forget). From then on a value
+// the overlay does not hold is read from the target store, which has it: everything
+// written before the forget is there, and everything written after it is in the overlay
+// (a deletion as a tombstone). Indexes, much smaller, are kept whole.
 type overlay struct {
 	ns      readmodel.Namespace
 	cp      eventstore.Position
 	values  map[string][]byte
+	bytes   int // approximate size of values
 	indexes map[string]map[string]struct{}
 	pending readmodel.Batch
 	moved   bool // an Apply since the last take (possibly with an empty batch)
+
+	// target backs the values forgotten; nil until the first forget.
+	target  readmodel.Store
+	deleted map[string]struct{} // deletions since the last forget
 }
 
 var _ readmodel.Store = (*overlay)(nil)
@@ -54,9 +65,19 @@ func (o *overlay) Apply(_ context.Context, ns readmodel.Namespace, pos eventstor
 	for _, op := range b.Ops() {
 		switch op.Kind {
 		case readmodel.OpPut:
+			o.bytes += len(op.Key) + len(op.Value) - len(o.values[op.Key])
 			o.values[op.Key] = op.Value
+			if o.deleted != nil {
+				delete(o.deleted, op.Key)
+			}
 		case readmodel.OpDelete:
-			delete(o.values, op.Key)
+			if v, ok := o.values[op.Key]; ok {
+				o.bytes -= len(op.Key) + len(v)
+				delete(o.values, op.Key)
+			}
+			if o.target != nil {
+				o.deleted[op.Key] = struct{}{}
+			}
 		case readmodel.OpIndexAdd:
 			ix := o.indexes[op.Key]
 			if ix == nil {
@@ -92,18 +113,58 @@ func (o *overlay) Checkpoint(_ context.Context, ns readmodel.Namespace) (eventst
 }
 
 // Get implements readmodel.Store.
-func (o *overlay) Get(_ context.Context, ns readmodel.Namespace, key string) ([]byte, bool, error) {
-	v, ok := o.values[key]
-	return v, ok, o.check(ns)
+func (o *overlay) Get(ctx context.Context, ns readmodel.Namespace, key string) ([]byte, bool, error) {
+	if err := o.check(ns); err != nil {
+		return nil, false, err
+	}
+	if v, ok := o.values[key]; ok {
+		return v, true, nil
+	}
+	if _, gone := o.deleted[key]; gone || o.target == nil {
+		return nil, false, nil
+	}
+	return o.target.Get(ctx, ns, key)
 }
 
-// GetMany implements readmodel.Store.
-func (o *overlay) GetMany(_ context.Context, ns readmodel.Namespace, keys []string) ([][]byte, error) {
-	out := make([][]byte, len(keys))
-	for i, k := range keys {
-		out[i] = o.values[k]
+// GetMany implements readmodel.Store: one GetMany of the target for the values it lacks.
+func (o *overlay) GetMany(ctx context.Context, ns readmodel.Namespace, keys []string) ([][]byte, error) {
+	if err := o.check(ns); err != nil {
+		return nil, err
 	}
-	return out, o.check(ns)
+	out := make([][]byte, len(keys))
+	var missing []int
+	for i, k := range keys {
+		v, ok := o.values[k]
+		out[i] = v
+		if _, gone := o.deleted[k]; !ok && !gone && o.target != nil {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	ask := make([]string, len(missing))
+	for j, i := range missing {
+		ask[j] = keys[i]
+	}
+	got, err := o.target.GetMany(ctx, ns, ask)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range missing {
+		out[i] = got[j]
+	}
+	return out, nil
+}
+
+// size is the approximate size of the values held.
+func (o *overlay) size() int { return o.bytes }
+
+// forget drops every value: call it only once every batch taken has been written to
+// target, which then holds them.
+func (o *overlay) forget(target readmodel.Store) {
+	o.values, o.bytes = map[string][]byte{}, 0
+	o.target, o.deleted = target, map[string]struct{}{}
 }
 
 // Range implements readmodel.Store (sorting the index: handlers range rarely).

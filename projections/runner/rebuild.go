@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyledger/keyledger/eventstore"
@@ -58,6 +59,9 @@ type RebuildConfig struct {
 	FlushOps int
 	// ReadPage is the log page size (default 4096).
 	ReadPage int
+	// OverlayBytes bounds the in-process copy's values (default 256 MiB): past it, the
+	// rebuild waits for its writes and the copy reads what it forgot from the target.
+	OverlayBytes int
 	// Progress, when set, is called after each merged write (or every ReadPage events
 	// when Direct) with the checkpoint reached and the events applied so far.
 	Progress func(cp eventstore.Position, events int)
@@ -82,6 +86,9 @@ func Rebuild(ctx context.Context, events eventstore.Store, target readmodel.Stor
 	}
 	if cfg.ReadPage <= 0 {
 		cfg.ReadPage = 4096
+	}
+	if cfg.OverlayBytes <= 0 {
+		cfg.OverlayBytes = 256 << 20
 	}
 	var res RebuildResult
 	if ns.Model != def.Model {
@@ -117,29 +124,43 @@ func Rebuild(ctx context.Context, events eventstore.Store, target readmodel.Stor
 	defer cancel()
 	flushes := make(chan flush, 2)
 	werr := make(chan error, 1)
+	var inflight sync.WaitGroup // flushes sent and not yet written (or dropped)
 	go func() {
 		for f := range flushes {
 			if _, err := target.Apply(wctx, ns, f.pos, f.batch); err != nil {
 				werr <- fmt.Errorf("write %s up to %s: %w", ns, f.pos, err)
 				cancel()
+				inflight.Done()
 				for range flushes {
+					inflight.Done()
 				}
 				return
 			}
 			if cfg.Progress != nil {
 				cfg.Progress(f.pos, f.events)
 			}
+			inflight.Done()
 		}
 		werr <- nil
 	}()
 	send := func(pos eventstore.Position) bool {
 		b := rec.take()
+		inflight.Add(1)
 		select {
 		case flushes <- flush{pos: pos, batch: b, events: res.Events}:
-			return true
 		case <-wctx.Done():
+			inflight.Done()
 			return false
 		}
+		if rec.size() > cfg.OverlayBytes {
+			// Bound the copy: once everything taken is written, the target holds it.
+			inflight.Wait()
+			if wctx.Err() != nil {
+				return false
+			}
+			rec.forget(target)
+		}
+		return true
 	}
 	finish := func(err error) (RebuildResult, error) {
 		close(flushes)
