@@ -38,9 +38,12 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -count=1 -run TestDomainImportsNoInfrastructure ./domain/
 
-## bench: the benchmarks an issue names, then one table of targets met or not
+## bench: the benchmarks an issue names, the token endpoint's load generator (flags in
+## TOKENLOAD_FLAGS, e.g. "-keys 1k -c 16"; see go run ./bench/tokenload -h), then one
+## table of targets met or not
 bench:
 	$(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) -timeout 40m $(BENCH_PKGS) | tee bench.out
+	$(GO) run ./bench/tokenload $(TOKENLOAD_FLAGS) | tee -a bench.out
 	@$(GO) run ./bench/report -targets bench/targets.tsv bench.out
 
 clean:
