@@ -210,6 +210,11 @@ func serverEnv(c serverConfig) []string {
 	if c.alg != "" {
 		env = append(env, "KEYLEDGER_SIGNING_ALG="+c.alg)
 	}
+	// The one variable passed through: profile a scenario's server with
+	// KEYLEDGER_DEBUG_ADDR=127.0.0.1:6060 go run ./bench/tokenload …
+	if v := os.Getenv("KEYLEDGER_DEBUG_ADDR"); v != "" {
+		env = append(env, "KEYLEDGER_DEBUG_ADDR="+v)
+	}
 	return env
 }
 

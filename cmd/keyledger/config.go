@@ -75,6 +75,9 @@ type Config struct {
 	// SigningAlg is the algorithm of generated voucher signing keys: RS256 (default),
 	// ES256 or EdDSA.
 	SigningAlg string
+	// DebugAddr, when set, serves Go's profiler (/debug/pprof/) on its own listener.
+	// Keep it on loopback: profiles reveal memory contents. Default empty: off.
+	DebugAddr string
 	// SigningKeyFiles are operator-managed PEM private keys (the first signs, all are
 	// published). Default empty: keys generated into <data-dir>/signing-keys and rotated
 	// with `keyledger signing-key rotate`.
@@ -135,6 +138,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.AssertionMaxLifetime, "assertion-max-lifetime", time.Hour, "longest exp - iat of a client assertion")
 	fs.DurationVar(&c.ClockSkew, "clock-skew", 10*time.Second, "clock skew tolerated on assertions' iat, exp and nbf")
 	fs.StringVar(&c.SigningAlg, "signing-alg", "RS256", "algorithm of generated voucher signing keys: RS256, ES256 or EdDSA")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve /debug/pprof/ on this address (keep it on loopback); empty: off")
 	fs.StringSliceVar(&c.SigningKeyFiles, "signing-key-files", nil, "PEM private keys signing vouchers (first signs); default keys generated in <data-dir>/signing-keys")
 }
 

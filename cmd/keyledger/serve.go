@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -123,6 +124,13 @@ func serve(ctx context.Context, e *env, hooks serveHooks) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	if e.cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(e.cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	log.Info("keyledger serving", "addr", ln.Addr().String(), "store", storeKind(e.cfg), "version", version,
 		"issuer", vouchers.Issuer, "assertion_audience", e.cfg.assertionAudience(), "signing_kid", vouchers.Signer.Current().KID,
 		"signing_alg", vouchers.Signer.Current().Alg)
@@ -173,3 +181,21 @@ func openStore(ctx context.Context, cfg *Config, log *slog.Logger, reg prometheu
 type healthPinger func() error
 
 func (h healthPinger) Ping(context.Context) error { return h() }
+
+// serveDebug serves Go's profiler on addr until the returned stop is called.
+func serveDebug(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug-addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Warn("profiler served: keep it private", "debug_addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}

@@ -82,6 +82,12 @@ type Store struct {
 	mu        sync.Mutex
 	committed uint64
 	notify    chan struct{}
+	// recent lists the streams of the latest commits (oldest first, at most
+	// maxRecentSpans): every position from recentFrom to committed lies in one of them.
+	// A subscription whose filter matches none of the streams it has not examined yet
+	// moves past them without a query.
+	recent     []commitSpan
+	recentFrom uint64
 
 	w writer // state owned by the writer goroutine
 
@@ -339,6 +345,7 @@ func (s *Store) open(ctx context.Context) error {
 		return err
 	}
 	s.committed = s.w.lastSeq
+	s.recentFrom = s.committed + 1
 
 	s.rdb, err = sql.Open("sqlite", s.dsn(true))
 	if err != nil {
@@ -608,9 +615,60 @@ func (s *Store) watermark() (uint64, <-chan struct{}) {
 	return s.committed, s.notify
 }
 
-// publish makes a commit visible to subscriptions and wakes them.
-func (s *Store) publish(seq uint64) {
+// commitSpan is the positions first..last that one append gave to stream.
+type commitSpan struct {
+	first, last uint64
+	stream      string
+}
+
+// maxRecentSpans bounds Store.recent.
+const maxRecentSpans = 4096
+
+// unmatchedSince reports whether no event in (after, upto] is of a stream filter
+// matches, as far as the recent commits tell (false when they do not cover the range).
+func (s *Store) unmatchedSince(filter eventstore.Filter, after, upto uint64) bool {
+	if len(filter.StreamPrefixes) == 0 {
+		return false
+	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if after+1 < s.recentFrom || upto > s.committed {
+		return false
+	}
+	for i := len(s.recent) - 1; i >= 0 && s.recent[i].last > after; i-- {
+		if sp := s.recent[i]; sp.first <= upto && filter.Match(sp.stream) {
+			return false
+		}
+	}
+	return true
+}
+
+// contiguous reports whether spans cover exactly from..to, in order.
+func contiguous(spans []commitSpan, from, to uint64) bool {
+	next := from
+	for _, sp := range spans {
+		if sp.first != next || sp.last < sp.first {
+			return false
+		}
+		next = sp.last + 1
+	}
+	return len(spans) > 0 && next == to+1
+}
+
+// publish makes a commit visible to subscriptions and wakes them. spans are the commit's
+// appends, in position order, ending at seq.
+func (s *Store) publish(seq uint64, spans []commitSpan) {
+	s.mu.Lock()
+	if !contiguous(spans, s.committed+1, seq) {
+		// Positions this commit does not account for: nothing before seq is covered.
+		s.recent, s.recentFrom = s.recent[:0], seq+1
+	} else {
+		s.recent = append(s.recent, spans...)
+		if over := len(s.recent) - maxRecentSpans; over > 0 {
+			s.recent = append(s.recent[:0], s.recent[over:]...)
+			s.recentFrom = s.recent[0].first
+		}
+	}
 	s.committed = seq
 	close(s.notify)
 	s.notify = make(chan struct{})

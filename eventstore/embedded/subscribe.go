@@ -115,6 +115,10 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.RecordedEvent, er
 			return e, nil
 		}
 		high, wake := sub.s.watermark()
+		if sub.cursor < high && sub.s.unmatchedSince(sub.filter, sub.cursor, high) {
+			sub.cursor = high // nothing of its streams was appended since
+			continue
+		}
 		if sub.cursor < high {
 			if err := sub.fetch(ctx, high); err != nil {
 				return eventstore.RecordedEvent{}, err

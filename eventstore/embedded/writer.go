@@ -1,12 +1,14 @@
 package embedded
 
 import (
+	"cmp"
 	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -179,18 +181,29 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	}
 	// Publish before replying, so that a caller who got position P and then subscribes
 	// or reads finds P.
-	s.publishIfAdvanced(s.w.lastSeq)
+	spans := s.w.spans[:0]
+	for i, r := range live {
+		out := s.w.outcomes[i]
+		if out.err != nil || len(r.events) == 0 || out.res.Position.Commit < uint64(len(r.events)) {
+			continue // wrote nothing
+		}
+		last := out.res.Position.Commit
+		spans = append(spans, commitSpan{first: last - uint64(len(r.events)) + 1, last: last, stream: r.stream})
+	}
+	slices.SortFunc(spans, func(a, b commitSpan) int { return cmp.Compare(a.first, b.first) })
+	s.w.spans = spans
+	s.publishIfAdvanced(s.w.lastSeq, spans)
 	for i, r := range live {
 		r.reply(s.w.outcomes[i])
 	}
 }
 
-func (s *Store) publishIfAdvanced(seq uint64) {
+func (s *Store) publishIfAdvanced(seq uint64, spans []commitSpan) {
 	s.mu.Lock()
 	advanced := seq > s.committed
 	s.mu.Unlock()
 	if advanced {
-		s.publish(seq)
+		s.publish(seq, spans)
 	}
 }
 
@@ -224,6 +237,8 @@ type writer struct {
 	commits   uint64 // successful transactions, for tests
 	// walPages estimates the pages written to the WAL since the last checkpoint request.
 	walPages int
+	// spans is reused for each commit's appended ranges.
+	spans []commitSpan
 	// dirty means the in-memory state may disagree with the file (a failed COMMIT or
 	// ROLLBACK); it is reloaded before the next batch.
 	dirty bool
@@ -532,7 +547,7 @@ func (w *writer) reload(ctx context.Context, s *Store) error {
 	w.dirty = false
 	// A COMMIT reported as failed may have reached the disk after all: make what is
 	// there visible to subscriptions.
-	s.publishIfAdvanced(w.lastSeq)
+	s.publishIfAdvanced(w.lastSeq, nil) // streams unknown: subscriptions query
 	return nil
 }
 
