@@ -42,7 +42,7 @@ lint:
 ## TOKENLOAD_FLAGS, e.g. "-keys 1k -c 16"; see go run ./bench/tokenload -h), then one
 ## table of targets met or not
 bench:
-	$(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) -timeout 40m $(BENCH_PKGS) | tee bench.out
+	$(GO) test -p 1 -run '^$$' -bench . -count $(BENCH_COUNT) -timeout 40m $(BENCH_PKGS) | tee bench.out
 	$(GO) run ./bench/tokenload $(TOKENLOAD_FLAGS) | tee -a bench.out
 	@$(GO) run ./bench/report -targets bench/targets.tsv bench.out
 
