@@ -58,25 +58,7 @@ func newAuditEnv(t *testing.T, rm readmodel.Store) *auditEnv {
 	if err := models.Audit.Register(r, models.Deps{Store: rm, Events: es}, e.ns); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
-	select {
-	case <-r.Running():
-	case err := <-done:
-		t.Fatalf("router stopped at once: %v", err)
-	case <-time.After(safety):
-		t.Fatal("router did not start")
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("close router: %v", err)
-		}
-		select {
-		case <-done:
-		case <-time.After(safety):
-			t.Error("router Run did not return after Close")
-		}
-	})
+	runRouter(t, r)
 	e.router = r
 	return e
 }

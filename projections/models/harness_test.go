@@ -60,6 +60,13 @@ func newEnv(t *testing.T, rm readmodel.Store) *env {
 	if err := models.Register(r, rm, ns); err != nil {
 		t.Fatal(err)
 	}
+	runRouter(t, r)
+	return &env{t: t, cmd: commands.New(es, commands.Config{}, nil, nil), rm: rm, ns: ns, r: r}
+}
+
+// runRouter runs r until the test ends, and checks that it starts and stops cleanly.
+func runRouter(t *testing.T, r *source.Router) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(context.Background()) }()
 	select {
@@ -82,7 +89,6 @@ func newEnv(t *testing.T, rm readmodel.Store) *env {
 			t.Error("router Run did not return after Close")
 		}
 	})
-	return &env{t: t, cmd: commands.New(es, commands.Config{}, nil, nil), rm: rm, ns: ns, r: r}
 }
 
 func adminOf(tenant string) commands.Meta {
