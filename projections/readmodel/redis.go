@@ -317,14 +317,7 @@ func (r *Redis) initGeneration(ctx context.Context, ns Namespace, token uint64) 
 	if err != nil {
 		return scriptError(what, err)
 	}
-	switch res {
-	case "ok":
-		return nil
-	case "fenced":
-		return fencedError(what, token)
-	default:
-		return fmt.Errorf("%s: %w: unexpected script reply %q", what, ErrUnavailable, res)
-	}
+	return fencedReply(what, res, token)
 }
 
 // Apply implements Store: one EVALSHA (EVAL if the server lost its script cache).
@@ -630,16 +623,22 @@ func (r *Redis) setActive(ctx context.Context, ns Namespace, token uint64) error
 	if err != nil {
 		return scriptError(what, err)
 	}
+	if res == "nocp" {
+		return fmt.Errorf("%s: %w", what, ErrNoCheckpoint)
+	}
+	return fencedReply(what, res, token)
+}
+
+// fencedReply maps the replies every fenced script shares: "ok", "fenced" (a stale
+// token), and anything else, which is unexpected.
+func fencedReply(what, res string, token uint64) error {
 	switch res {
 	case "ok":
 		return nil
-	case "nocp":
-		return fmt.Errorf("%s: %w", what, ErrNoCheckpoint)
 	case "fenced":
 		return fencedError(what, token)
-	default:
-		return fmt.Errorf("%s: %w: unexpected script reply %q", what, ErrUnavailable, res)
 	}
+	return fmt.Errorf("%s: %w: unexpected script reply %q", what, ErrUnavailable, res)
 }
 
 // Withdraw implements Store.
@@ -656,14 +655,7 @@ func (r *Redis) withdraw(ctx context.Context, ns Namespace, token uint64) error 
 	if err != nil {
 		return scriptError(what, err)
 	}
-	switch res {
-	case "ok":
-		return nil
-	case "fenced":
-		return fencedError(what, token)
-	default:
-		return fmt.Errorf("%s: %w: unexpected script reply %q", what, ErrUnavailable, res)
-	}
+	return fencedReply(what, res, token)
 }
 
 // Active implements Store.
@@ -708,14 +700,11 @@ func (r *Redis) dropGeneration(ctx context.Context, ns Namespace, token uint64) 
 	if err != nil {
 		return scriptError(what, err)
 	}
-	switch res {
-	case "ok":
-	case "active":
+	if res == "active" {
 		return fmt.Errorf("%s: %w", what, ErrGenerationActive)
-	case "fenced":
-		return fencedError(what, token)
-	default:
-		return fmt.Errorf("%s: %w: unexpected script reply %q", what, ErrUnavailable, res)
+	}
+	if err := fencedReply(what, res, token); err != nil {
+		return err
 	}
 	pattern := globEscape(r.genPrefix(ns)) + "*"
 	err = r.eachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
