@@ -21,6 +21,8 @@ import (
 	"text/tabwriter"
 
 	"golang.org/x/perf/benchfmt"
+
+	"github.com/keyledger/keyledger/bench/benchkey"
 )
 
 // target is one line of the targets file.
@@ -52,7 +54,7 @@ func run(targetsPath string, files []string, out io.Writer) error {
 			if !ok {
 				continue
 			}
-			key := benchKey(res)
+			key := benchkey.Of(res)
 			if samples[key] == nil {
 				samples[key] = map[string][]float64{}
 				order = append(order, key)
@@ -114,25 +116,6 @@ func run(targetsPath string, files []string, out io.Writer) error {
 		fmt.Fprintf(tw, "#%s\t%s\t%s\t%s %s\t%s\n", t.issue, t.what, goal, format(m), t.unit, result)
 	}
 	return tw.Flush()
-}
-
-// benchKey is "pkg.BenchmarkName/sub" without the -GOMAXPROCS suffix.
-func benchKey(res *benchfmt.Result) string {
-	base, parts := res.Name.Parts()
-	name := "Benchmark" + string(base)
-	for _, p := range parts {
-		if len(p) > 0 && p[0] == '/' {
-			name += string(p)
-		}
-	}
-	pkg := res.GetConfig("pkg")
-	if i := strings.LastIndexByte(pkg, '/'); i >= 0 {
-		pkg = pkg[i+1:]
-	}
-	if pkg != "" {
-		return pkg + "." + name
-	}
-	return name
 }
 
 // findSamples matches a target's benchmark by exact key or by "pkg.Name" suffix.

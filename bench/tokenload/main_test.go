@@ -22,6 +22,8 @@ import (
 
 	"golang.org/x/perf/benchfmt"
 
+	"github.com/keyledger/keyledger/bench/benchkey"
+
 	"github.com/keyledger/keyledger/commands"
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/eventstore"
@@ -79,23 +81,6 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-// benchKey is bench/report's key of a result: "pkg.BenchmarkName/sub" without the
-// GOMAXPROCS suffix, pkg the last element of the pkg: line.
-func benchKey(res *benchfmt.Result) string {
-	base, parts := res.Name.Parts()
-	name := "Benchmark" + string(base)
-	for _, p := range parts {
-		if len(p) > 0 && p[0] == '/' {
-			name += string(p)
-		}
-	}
-	pkg := res.GetConfig("pkg")
-	if i := strings.LastIndexByte(pkg, '/'); i >= 0 {
-		pkg = pkg[i+1:]
-	}
-	return pkg + "." + name
-}
-
 // parseLines reads output lines as bench/report does: key → unit → value.
 func parseLines(t *testing.T, lines []string) map[string]map[string]float64 {
 	t.Helper()
@@ -110,7 +95,7 @@ func parseLines(t *testing.T, lines []string) map[string]map[string]float64 {
 			for _, v := range res.Values {
 				m[v.Unit] = v.Value
 			}
-			out[benchKey(res)] = m
+			out[benchkey.Of(res)] = m
 			n++
 		case *benchfmt.SyntaxError:
 			t.Errorf("benchfmt: %v", res)
