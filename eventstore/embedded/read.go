@@ -40,19 +40,28 @@ func (s *Store) ReadStream(ctx context.Context, stream string, dir eventstore.Di
 	default:
 		return nil, fmt.Errorf("read stream %s: unknown direction %d", stream, dir)
 	}
-	s.readQueries.Add(1)
-	rows, err := stmt.QueryContext(ctx, stream, bound, limit)
-	if err != nil {
-		return nil, s.readErr(ctx, "read stream "+stream, err)
+	// The events query and the existence check read two snapshots: when the first misses
+	// a stream's first commit and the second sees it, read again (once: the stream exists
+	// in every later snapshot, so an empty answer then is the true one, e.g. a forward read
+	// past its end).
+	for attempt := 0; ; attempt++ {
+		s.readQueries.Add(1)
+		rows, err := stmt.QueryContext(ctx, stream, bound, limit)
+		if err != nil {
+			return nil, s.readErr(ctx, "read stream "+stream, err)
+		}
+		out, err := scanEvents(rows, make([]eventstore.RecordedEvent, 0, min(limit, 256)), stream)
+		if err != nil {
+			return nil, s.readErr(ctx, "read stream "+stream, err)
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		empty, err := s.emptyOrNotFound(ctx, stream)
+		if err != nil || attempt > 0 {
+			return empty, err
+		}
 	}
-	out, err := scanEvents(rows, make([]eventstore.RecordedEvent, 0, min(limit, 256)), stream)
-	if err != nil {
-		return nil, s.readErr(ctx, "read stream "+stream, err)
-	}
-	if len(out) == 0 {
-		return s.emptyOrNotFound(ctx, stream)
-	}
-	return out, nil
 }
 
 func (s *Store) emptyOrNotFound(ctx context.Context, stream string) ([]eventstore.RecordedEvent, error) {
