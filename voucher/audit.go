@@ -134,7 +134,6 @@ type AuditWriter struct {
 
 	wake chan struct{} // capacity 1: something was queued, or Close began
 	done chan struct{} // closed when the committer has drained the queue and exited
-	bg   sync.WaitGroup
 	once sync.Once
 
 	// streams is the committer's knowledge of each stream's tail (committer only).
@@ -216,12 +215,11 @@ func NewAuditWriter(cfg AuditConfig) (*AuditWriter, error) {
 
 // Write appends rec's audit event (type AuditEventType, data rec's JSON; metadata:
 // tenant rec.Tenant, actor the client, aggregate id the client, correlationID) and
-// returns once the append holding it is durable, with the event's position — or with
-// the error that failed it. Send the voucher only after Write returned nil.
-//
-// The position is the event's own when the store reports the positions of events read
-// from a stream (the embedded store does), otherwise — or when reading them back failed
-// — that of the last event of the append that wrote it, which is never before its own.
+// returns once the append holding it is durable, with the position of that append's
+// last event (never before the record's own: waiting for a read model to reach it
+// covers the record) — or with the error that failed it. Send the voucher only after
+// Write returned nil. (Reading every record's own position back cost the token path
+// a stream read per batch.)
 //
 // ctx bounds the wait. If ctx ends while the record is still queued, Write returns
 // ctx.Err() and the record is not written. If ctx ends after the record was taken into
@@ -285,7 +283,6 @@ func (w *AuditWriter) Close() error {
 		w.mu.Unlock()
 		w.signal()
 		<-w.done
-		w.bg.Wait()
 	})
 	return nil
 }
@@ -387,7 +384,7 @@ func (w *AuditWriter) appendGroup(stream string, items []*auditItem) {
 		cancel()
 		if err == nil {
 			*tail = auditTail{exists: true, version: res.Version, hash: prev}
-			w.delivered(stream, items, res)
+			w.delivered(items, res)
 			return
 		}
 		delete(w.streams, stream) // read the tail again before the next append
@@ -450,28 +447,12 @@ func (w *AuditWriter) tail(stream string) (*auditTail, error) {
 	return t, nil
 }
 
-// delivered answers the records of a successful append. The last record's position is
-// the append's; the others' are read back (off the committer, which moves on to the
-// next batch), falling back to the append's position.
-func (w *AuditWriter) delivered(stream string, items []*auditItem, res eventstore.AppendResult) {
-	n := len(items)
-	items[n-1].finish(res.Position, nil)
-	if n == 1 {
-		return
+// delivered answers the records of a successful append, each with the append's
+// position (its last event's).
+func (w *AuditWriter) delivered(items []*auditItem, res eventstore.AppendResult) {
+	for _, it := range items {
+		it.finish(res.Position, nil)
 	}
-	first := res.Version - uint64(n-1)
-	w.bg.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timeout)
-		defer cancel()
-		evs, err := w.cfg.Store.ReadStream(ctx, stream, eventstore.Forwards, first, n-1)
-		for i, it := range items[:n-1] {
-			pos := res.Position
-			if err == nil && i < len(evs) && evs[i].ID == it.id && !evs[i].Position.IsZero() {
-				pos = evs[i].Position
-			}
-			it.finish(pos, nil)
-		}
-	})
 }
 
 // AuditEntry is one issued voucher's audit event, decoded. It is not a DTO: the API

@@ -417,6 +417,7 @@ func runServer(ctx context.Context, rc runConfig) (results []result, err error) 
 			return nil, err
 		}
 	}
+	var meter cpuMeter
 	if sc.store == storeRedis {
 		rdb, url, err := startRedis(ctx, rc.redisBin, dir)
 		if err != nil {
@@ -424,6 +425,7 @@ func runServer(ctx context.Context, rc runConfig) (results []result, err error) 
 		}
 		defer func() { _ = rdb.stop(10 * time.Second) }()
 		cfg.redisURL = url
+		meter.redisPID = rdb.cmd.Process.Pid
 	}
 	if err := rc.pool.reset(logf); err != nil {
 		return nil, err
@@ -444,6 +446,7 @@ func runServer(ctx context.Context, rc runConfig) (results []result, err error) 
 		}
 	}()
 	logf("%s: ready in %s", name, ready.Round(time.Millisecond))
+	meter.serverPID = s.cmd.Process.Pid
 
 	d := newDriver(s.base, rc.conc[len(rc.conc)-1])
 	defer d.close()
@@ -464,7 +467,7 @@ func runServer(ctx context.Context, rc runConfig) (results []result, err error) 
 		sc.alg = alg
 		for _, c := range rc.conc {
 			sc.conc = c
-			r, err := measure(ctx, d, rc.pool, sc, rc.opts.warmup, rc.opts.duration, rc.rates, logf)
+			r, err := measure(ctx, d, rc.pool, sc, meter, rc.opts.warmup, rc.opts.duration, rc.rates, logf)
 			if err != nil {
 				return results, err
 			}
@@ -514,7 +517,7 @@ const rewarm = time.Second
 // assertions for the measured window at the warm-up's rate, and measures. rates holds
 // the expected rate of each algorithm, to size the pool for the warm-up; measure raises
 // it to the warm-up's.
-func measure(ctx context.Context, d *driver, p *pool, sc scenario, warmup, dur time.Duration, rates map[string]float64, logf func(string, ...any)) (result, error) {
+func measure(ctx context.Context, d *driver, p *pool, sc scenario, meter cpuMeter, warmup, dur time.Duration, rates map[string]float64, logf func(string, ...any)) (result, error) {
 	r := result{scenario: sc}
 	var warmErrs, errs errorSamples
 	enough := func(rate float64, d time.Duration) int {
@@ -537,7 +540,9 @@ func measure(ctx context.Context, d *driver, p *pool, sc scenario, warmup, dur t
 	if err := ctx.Err(); err != nil {
 		return r, err
 	}
+	before := meter.sample()
 	m := d.run(ctx, p, sc.conc, dur, &errs)
+	r.cpu = before.until(meter.sample())
 	r.tokens, r.errors, r.elapsed, r.exhausted = m.tokens, m.errors, m.elapsed, m.exhausted
 	r.latencies = m.latencies
 	slices.Sort(r.latencies)

@@ -141,6 +141,7 @@ type result struct {
 	elapsed   time.Duration // of the measured window, until the last answer
 	latencies []float64     // ms of every request of the window (200 or not), sorted
 	exhausted bool          // the assertion pool ran out before the window ended
+	cpu       cpuUse        // CPU of the server, its redis-server and this program in the window
 }
 
 func (r result) tokensPerSec() float64 {
@@ -232,6 +233,14 @@ func resultLine(r result, b bound) string {
 	}
 	if cr := b.cryptoRate(); cr > 0 {
 		fmt.Fprintf(&sb, "\t%s crypto-fraction", formatNum(r.tokensPerSec()/cr))
+	}
+	if r.cpu.ok && r.tokens > 0 {
+		per := func(d time.Duration) string { return formatNum(float64(d.Microseconds()) / float64(r.tokens)) }
+		fmt.Fprintf(&sb, "\t%s server-cpu-us/op", per(r.cpu.server))
+		if r.store == storeRedis {
+			fmt.Fprintf(&sb, "\t%s redis-cpu-us/op", per(r.cpu.redis))
+		}
+		fmt.Fprintf(&sb, "\t%s loadgen-cpu-us/op", per(r.cpu.self))
 	}
 	return sb.String()
 }
