@@ -213,9 +213,14 @@ func (s *Server) assertionCheck(c echo.Context) error {
 // refusal names its cause. A model that has no active generation (building, rebuilding,
 // data lost) or a store that cannot answer is voucher.ErrUnavailable: never a voucher
 // from partial data.
-func VoucherEntries(rd *runner.Reader) voucher.Entries { return voucherEntries{rd} }
+func VoucherEntries(rd *runner.Reader) voucher.Entries {
+	return voucherEntries{rd: rd, entries: models.NewEntryReader(0)}
+}
 
-type voucherEntries struct{ rd *runner.Reader }
+type voucherEntries struct {
+	rd      *runner.Reader
+	entries *models.EntryReader
+}
 
 var _ voucher.KeyProbe = voucherEntries{}
 
@@ -225,7 +230,7 @@ func (v voucherEntries) Entry(ctx context.Context, clientID, kid, purposeID stri
 	if err != nil {
 		return models.VoucherEntry{}, false, errors.Join(voucher.ErrUnavailable, err)
 	}
-	e, ok, err := models.LookupEntry(ctx, v.rd.Store(), ns, clientID, kid, purposeID)
+	e, ok, err := v.entries.Lookup(ctx, v.rd.Store(), ns, clientID, kid, purposeID)
 	if err != nil {
 		return models.VoucherEntry{}, false, entryError(err)
 	}

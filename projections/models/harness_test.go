@@ -2,6 +2,7 @@ package models_test
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
@@ -36,6 +37,9 @@ type env struct {
 	rm  readmodel.Store
 	ns  models.Namespaces
 	r   *source.Router
+	// entries reads every entry entry() reads, through its cache: it must agree with
+	// LookupEntry as entries change.
+	entries *models.EntryReader
 }
 
 var operator = commands.Meta{Actor: domain.Actor{ID: "op", Kind: eventstore.ActorOperator, Operator: true}, CorrelationID: "c-op"}
@@ -61,7 +65,7 @@ func newEnv(t *testing.T, rm readmodel.Store) *env {
 		t.Fatal(err)
 	}
 	runRouter(t, r)
-	return &env{t: t, cmd: commands.New(es, commands.Config{}, nil, nil), rm: rm, ns: ns, r: r}
+	return &env{t: t, cmd: commands.New(es, commands.Config{}, nil, nil), rm: rm, ns: ns, r: r, entries: models.NewEntryReader(0)}
 }
 
 // runRouter runs r until the test ends, and checks that it starts and stops cleanly.
@@ -156,6 +160,12 @@ func (e *env) entry(clientID, kid, purposeID string) (models.VoucherEntry, bool)
 	v, ok, err := models.LookupEntry(context.Background(), e.rm, e.ns.Voucher, clientID, kid, purposeID)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	for range 2 { // a miss (or a stale cached entry), then a hit
+		cv, cok, err := e.entries.Lookup(context.Background(), e.rm, e.ns.Voucher, clientID, kid, purposeID)
+		if err != nil || cok != ok || !reflect.DeepEqual(cv, v) {
+			e.t.Fatalf("EntryReader.Lookup = %+v, %v, %v; LookupEntry = %+v, %v", cv, cok, err, v, ok)
+		}
 	}
 	return v, ok
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/keyledger/keyledger/domain/eservice"
 	"github.com/keyledger/keyledger/domain/purpose"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/internal/memo"
 	"github.com/keyledger/keyledger/projections/readmodel"
 	"github.com/keyledger/keyledger/projections/source"
 )
@@ -125,10 +126,56 @@ func LookupEntry(ctx context.Context, store readmodel.Store, ns readmodel.Namesp
 	if err != nil || !ok {
 		return VoucherEntry{}, false, err
 	}
+	e, err := decodeEntry(data, clientID, kid)
+	return e, err == nil, err
+}
+
+func decodeEntry(data []byte, clientID, kid string) (VoucherEntry, error) {
 	var e VoucherEntry
 	if err := json.Unmarshal(data, &e); err != nil {
-		return VoucherEntry{}, false, fmt.Errorf("%w: voucher entry %s/%s: %v", readmodel.ErrCorrupt, clientID, kid, err)
+		return VoucherEntry{}, fmt.Errorf("%w: voucher entry %s/%s: %v", readmodel.ErrCorrupt, clientID, kid, err)
 	}
+	return e, nil
+}
+
+// EntryReader is LookupEntry with the decoded entries kept (internal/memo): a token
+// request then reads the entry's bytes and compares them with those it decoded before,
+// instead of decoding JSON. An entry that changed is decoded again, so the reader is
+// never staler than the store. The entries it returns share their Roles: read only.
+type EntryReader struct {
+	decoded *memo.Cache[VoucherEntry]
+}
+
+// DefaultEntryCacheSize is how many decoded entries NewEntryReader(0) keeps.
+const DefaultEntryCacheSize = 100_000
+
+// NewEntryReader returns a reader keeping about size decoded entries
+// (DefaultEntryCacheSize when size ≤ 0).
+func NewEntryReader(size int) *EntryReader {
+	if size <= 0 {
+		size = DefaultEntryCacheSize
+	}
+	return &EntryReader{decoded: memo.New[VoucherEntry](size)}
+}
+
+// Lookup is LookupEntry.
+func (r *EntryReader) Lookup(ctx context.Context, store readmodel.Store, ns readmodel.Namespace, clientID, kid, purposeID string) (VoucherEntry, bool, error) {
+	if clientID == "" || kid == "" {
+		return VoucherEntry{}, false, nil
+	}
+	key := EntryKey(clientID, kid, purposeID)
+	data, ok, err := store.Get(ctx, ns, key)
+	if err != nil || !ok {
+		return VoucherEntry{}, false, err
+	}
+	if e, ok := r.decoded.Get(key, data); ok {
+		return e, true, nil
+	}
+	e, err := decodeEntry(data, clientID, kid)
+	if err != nil {
+		return VoucherEntry{}, false, err
+	}
+	r.decoded.Put(key, string(data), e)
 	return e, true, nil
 }
 
