@@ -48,6 +48,16 @@ func (f *failingAudit) Write(ctx context.Context, rec voucher.AuditRecord, corr 
 	return f.w.Write(ctx, rec, corr)
 }
 
+// Expect passes the announcement on to the real writer.
+func (f *failingAudit) Expect(ctx context.Context) (context.Context, func()) {
+	if ex, ok := f.w.(interface {
+		Expect(context.Context) (context.Context, func())
+	}); ok {
+		return ex.Expect(ctx)
+	}
+	return ctx, func() {}
+}
+
 // voucherEnv is env with the token endpoint: ES256 voucher signing key, assertions for
 // testIssuer, the memory replay cache, the real batching audit writer on the store.
 type voucherEnv struct {

@@ -40,6 +40,7 @@ const (
 	MaxAuditMaxBatch        = 4096
 	DefaultAuditMaxAttempts = 8
 	DefaultAuditTimeout     = 10 * time.Second
+	DefaultAuditLinger      = time.Millisecond
 )
 
 // Audit-writer errors. Both wrap ErrUnavailable: the HTTP layer withholds the voucher
@@ -74,6 +75,9 @@ type AuditConfig struct {
 	// others of its batch. Too short a timeout fails appends that were still going to
 	// succeed (and whose outcome is then unknown: see Write).
 	Timeout time.Duration
+	// Linger bounds how long a batch waits for announced records (Expect) before it is
+	// appended anyway. Default DefaultAuditLinger (when 0); negative: never wait.
+	Linger time.Duration
 	// Now is the clock, used only for the day of a record without VoucherIssuedAt.
 	// Default time.Now.
 	Now func() time.Time
@@ -89,6 +93,13 @@ type AuditConfig struct {
 // takes everything queued (up to MaxBatch) in one Store.Append per day's stream. A lone
 // caller does not wait for company: its record is appended as soon as the writer is
 // free. Safe for concurrent use; one per process.
+//
+// Callers that know a record is coming announce it (Expect, at the start of a token
+// request). While announced records outnumber the queued ones, the writer holds the
+// queue back — at most Linger — so that the requests in flight share one append instead
+// of paying one durable append each two or three at a time; with nothing announced it
+// appends at once. Under load this halves the appends or better, at the cost of a wait
+// shorter than the requests' own work.
 //
 // # Streams and the hash chain
 //
@@ -131,6 +142,10 @@ type AuditWriter struct {
 	mu     sync.Mutex
 	queue  []*auditItem // guarded by mu
 	closed bool         // guarded by mu
+	// expected counts the announced records (Expect) not yet queued nor released;
+	// firstQueued is when the oldest queued record was queued. Guarded by mu.
+	expected    int
+	firstQueued time.Time
 
 	wake chan struct{} // capacity 1: something was queued, or Close began
 	done chan struct{} // closed when the committer has drained the queue and exited
@@ -197,6 +212,9 @@ func NewAuditWriter(cfg AuditConfig) (*AuditWriter, error) {
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("voucher: audit Timeout %s: want a positive duration", cfg.Timeout)
 	}
+	if cfg.Linger == 0 {
+		cfg.Linger = DefaultAuditLinger
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -246,14 +264,27 @@ func (w *AuditWriter) Write(ctx context.Context, rec AuditRecord, correlationID 
 	it := &auditItem{ctx: ctx, id: w.cfg.NewID(), data: data, stream: AuditStreamName(day), done: make(chan struct{}),
 		meta: eventstore.Metadata{Tenant: rec.Tenant, ActorID: rec.ClientID, ActorKind: eventstore.ActorClient,
 			CorrelationID: correlationID, AggregateID: rec.ClientID}}
+	slot, _ := ctx.Value(slotKey{}).(*auditSlot)
+	if slot != nil && slot.w != w {
+		slot = nil
+	}
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
 		return eventstore.Start, ErrAuditClosed
 	}
+	if slot != nil {
+		w.releaseLocked(slot)
+	}
+	if len(w.queue) == 0 {
+		w.firstQueued = time.Now()
+	}
 	w.queue = append(w.queue, it)
+	wake := len(w.queue) == 1 || w.readyLocked()
 	w.mu.Unlock()
-	w.signal()
+	if wake {
+		w.signal()
+	}
 
 	select {
 	case <-it.done:
@@ -276,6 +307,55 @@ func (w *AuditWriter) Write(ctx context.Context, rec AuditRecord, correlationID 
 // Close stops accepting records (Write then fails with ErrAuditClosed), waits until
 // every record already queued has been appended or failed, and stops the writer. It
 // does not close the store. Calling it again is a no-op.
+// slotKey is the context key of an announced record (Expect).
+type slotKey struct{}
+
+// auditSlot is one announced record.
+type auditSlot struct {
+	w        *AuditWriter
+	released bool // guarded by w.mu
+}
+
+// Expect announces a record that will probably follow: call it when a token request
+// begins, pass the returned context to the Write of the request's record, and call
+// release when the request ends (after Write returned, or when it was refused: release
+// is idempotent and cheap). The Write of that context ends the announcement when it
+// queues the record; release ends it for a request that never writes.
+func (w *AuditWriter) Expect(ctx context.Context) (_ context.Context, release func()) {
+	if w.cfg.Linger < 0 {
+		return ctx, func() {}
+	}
+	s := &auditSlot{w: w}
+	w.mu.Lock()
+	w.expected++
+	w.mu.Unlock()
+	return context.WithValue(ctx, slotKey{}, s), func() {
+		w.mu.Lock()
+		wake := !s.released && len(w.queue) > 0
+		w.releaseLocked(s)
+		wake = wake && w.readyLocked()
+		w.mu.Unlock()
+		if wake {
+			w.signal()
+		}
+	}
+}
+
+func (w *AuditWriter) releaseLocked(s *auditSlot) {
+	if !s.released {
+		s.released = true
+		w.expected--
+	}
+}
+
+// readyLocked reports whether the queue should be appended now rather than wait for
+// announced records: nothing more is announced, the queued records are at least as many
+// as the announced ones (waiting longer would leave the cores idle while half the
+// requests wait), the queue fills a batch, or the writer is closing.
+func (w *AuditWriter) readyLocked() bool {
+	return w.expected <= 0 || len(w.queue) >= w.expected || len(w.queue) >= w.cfg.MaxBatch || w.closed
+}
+
 func (w *AuditWriter) Close() error {
 	w.once.Do(func() {
 		w.mu.Lock()
@@ -298,8 +378,10 @@ func (w *AuditWriter) signal() {
 // empty queue.
 func (w *AuditWriter) run() {
 	defer close(w.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
-		batch, closed := w.take()
+		batch, closed, hold := w.take()
 		if len(batch) > 0 {
 			w.commit(batch)
 			continue
@@ -307,15 +389,31 @@ func (w *AuditWriter) run() {
 		if closed {
 			return
 		}
-		<-w.wake
+		if hold <= 0 {
+			<-w.wake
+			continue
+		}
+		timer.Reset(hold)
+		select {
+		case <-w.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
 	}
 }
 
 // take removes up to MaxBatch live records from the queue, marking them taken, and drops
-// the cancelled ones (and those whose context has ended: they are not written).
-func (w *AuditWriter) take() ([]*auditItem, bool) {
+// the cancelled ones (and those whose context has ended: they are not written). It
+// takes nothing while the queue waits for announced records: hold is then how much
+// longer it may wait.
+func (w *AuditWriter) take() (_ []*auditItem, closed bool, hold time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(w.queue) > 0 && !w.readyLocked() {
+		if hold = w.cfg.Linger - time.Since(w.firstQueued); hold > 0 {
+			return nil, false, hold
+		}
+	}
 	var batch []*auditItem
 	i := 0
 	for ; i < len(w.queue) && len(batch) < w.cfg.MaxBatch; i++ {
@@ -333,7 +431,10 @@ func (w *AuditWriter) take() ([]*auditItem, bool) {
 	rest := copy(w.queue, w.queue[i:])
 	clear(w.queue[rest:])
 	w.queue = w.queue[:rest]
-	return batch, w.closed
+	if rest > 0 {
+		w.firstQueued = time.Now().Add(-w.cfg.Linger) // the rest waited already: hold them no longer
+	}
+	return batch, w.closed, 0
 }
 
 // commit appends a batch, one append per stream (day), in the order of first appearance.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -750,5 +751,111 @@ func TestAuditListedThroughTheIndex(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) || page.NextCursor != "" {
 		t.Fatalf("listed %v (next %q), want %v", got, page.NextCursor, want)
+	}
+}
+
+// A lone announced request is appended at once, not after the linger.
+func TestAuditExpectLoneRequestDoesNotWait(t *testing.T) {
+	store := openAuditStore(t)
+	w := newAuditWriter(t, store, func(c *voucher.AuditConfig) { c.Linger = time.Hour })
+	ctx, release := w.Expect(context.Background())
+	defer release()
+	if r := await(t, writeAsync(w, ctx, auditRec(esClient, "kid-1", auditDay))); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := store.appendSizes(); !slices.Equal(got, []int{1}) {
+		t.Fatalf("appends %v, want [1]", got)
+	}
+}
+
+// While announced requests outnumber the queued records, the queue waits for them; a
+// request that ends without a record (refused) releases its announcement, and the
+// records go as soon as they are at least as many as those still announced.
+func TestAuditExpectHoldsForAnnouncedRecords(t *testing.T) {
+	store := openAuditStore(t)
+	w := newAuditWriter(t, store, func(c *voucher.AuditConfig) { c.Linger = time.Hour })
+	ctx1, release1 := w.Expect(context.Background())
+	defer release1()
+	ctx2, release2 := w.Expect(context.Background())
+	defer release2()
+	_, release3 := w.Expect(context.Background())
+
+	first := writeAsync(w, ctx1, auditRec(esClient, "kid-1", auditDay))
+	select {
+	case r := <-first:
+		t.Fatalf("the record went before the announced ones (1 queued, 2 announced): %v", r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got := store.appendSizes(); len(got) != 0 {
+		t.Fatalf("appends %v while holding", got)
+	}
+	release3()                              // a refused request: 1 queued, 1 announced
+	release3()                              // idempotent
+	if r := await(t, first); r.err != nil { // await fails after auditSafety
+		t.Fatal(r.err)
+	}
+	if r := await(t, writeAsync(w, ctx2, auditRec(esClient, "kid-2", auditDay))); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got := store.appendSizes(); !slices.Equal(got, []int{1, 1}) {
+		t.Fatalf("appends %v, want [1 1]", got)
+	}
+	verifyChain(t, store, voucher.AuditStreamName(auditDay))
+}
+
+// The announced records are waited for at most Linger.
+func TestAuditExpectWaitsAtMostLinger(t *testing.T) {
+	store := openAuditStore(t)
+	const linger = 50 * time.Millisecond
+	w := newAuditWriter(t, store, func(c *voucher.AuditConfig) { c.Linger = linger })
+	ctx, release := w.Expect(context.Background())
+	defer release()
+	_, never := w.Expect(context.Background()) // a request that hangs
+	defer never()
+	_, never2 := w.Expect(context.Background())
+	defer never2()
+	start := time.Now()
+	if r := await(t, writeAsync(w, ctx, auditRec(esClient, "kid-1", auditDay))); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if took := time.Since(start); took < linger {
+		t.Fatalf("appended after %s, before the linger of %s with two records still announced", took, linger)
+	}
+}
+
+// Announced records are appended together: many concurrent announced requests need
+// far fewer appends than records, and every record is in the chain.
+func TestAuditExpectBatchesConcurrentRequests(t *testing.T) {
+	store := openAuditStore(t)
+	w := newAuditWriter(t, store, func(c *voucher.AuditConfig) { c.Linger = time.Hour })
+	const n = 32
+	var wg sync.WaitGroup
+	ctxs := make([]context.Context, n)
+	releases := make([]func(), n)
+	for i := range n {
+		ctxs[i], releases[i] = w.Expect(context.Background())
+	}
+	for i := range n {
+		wg.Go(func() {
+			defer releases[i]()
+			rec := auditRec(fmt.Sprintf("client-%d", i), "kid-1", auditDay)
+			if _, err := w.Write(ctxs[i], rec, "corr-"+rec.VoucherJTI); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	sizes := store.appendSizes()
+	total := 0
+	for _, s := range sizes {
+		total += s
+	}
+	// Each append waits until the queued records are at least as many as the announced
+	// ones, so each takes at least half of what is left: at most about log2(n) + 1.
+	if total != n || len(sizes) > 7 {
+		t.Fatalf("appends %v for %d announced records", sizes, n)
+	}
+	if got := len(verifyChain(t, store, voucher.AuditStreamName(auditDay))); got != n {
+		t.Fatalf("%d records in the chain, want %d", got, n)
 	}
 }
