@@ -82,6 +82,11 @@ type Store struct {
 	mu        sync.Mutex
 	committed uint64
 	notify    chan struct{}
+	// subs are the open subscriptions; a commit wakes only those whose filter matches
+	// one of its streams (every one when the commit's streams are not known). A busy
+	// token endpoint commits a thousand audit batches a second, and each woken
+	// subscription is a goroutine made runnable for nothing.
+	subs map[*subscription]struct{}
 	// recent lists the streams of the latest commits (oldest first, at most
 	// maxRecentSpans): every position from recentFrom to committed lies in one of them.
 	// A subscription whose filter matches none of the streams it has not examined yet
@@ -267,6 +272,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		writerDone: make(chan struct{}),
 		done:       make(chan struct{}),
 		notify:     make(chan struct{}),
+		subs:       map[*subscription]struct{}{},
 		ckptKick:   make(chan struct{}, 1),
 		ckptDone:   make(chan struct{}),
 	}
@@ -672,5 +678,36 @@ func (s *Store) publish(seq uint64, spans []commitSpan) {
 	s.committed = seq
 	close(s.notify)
 	s.notify = make(chan struct{})
+	known := len(s.recent) > 0 && s.recent[len(s.recent)-1].last == seq
+	for sub := range s.subs {
+		if !known || matchesAny(sub.filter, spans) {
+			select {
+			case sub.wake <- struct{}{}:
+			default: // already due to look
+			}
+		}
+	}
+	s.mu.Unlock()
+}
+
+// matchesAny reports whether f matches the stream of one of spans.
+func matchesAny(f eventstore.Filter, spans []commitSpan) bool {
+	for _, sp := range spans {
+		if f.Match(sp.stream) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Store) register(sub *subscription) {
+	s.mu.Lock()
+	s.subs[sub] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *Store) unregister(sub *subscription) {
+	s.mu.Lock()
+	delete(s.subs, sub)
 	s.mu.Unlock()
 }

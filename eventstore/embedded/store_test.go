@@ -872,3 +872,38 @@ func TestFilteredSubscriptionAcrossManyCommits(t *testing.T) {
 		}
 	}
 }
+
+// A commit wakes only the subscriptions whose filter matches one of its streams; the
+// others stay asleep, and still deliver their streams' events when those come.
+func TestCommitWakesOnlyMatchingSubscriptions(t *testing.T) {
+	s := openAt(t, t.TempDir())
+	subX, err := s.Subscribe(ctxT(t), eventstore.Start, eventstore.Filter{StreamPrefixes: []string{"x-"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subX.Close()
+	all, err := s.Subscribe(ctxT(t), eventstore.Start, eventstore.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Close()
+	x, a := subX.(*subscription), all.(*subscription)
+	for i := range 50 {
+		mustAppend(t, s, fmt.Sprintf("y-%d", i), eventstore.NoStream, evt(0))
+	}
+	if len(x.wake) != 0 {
+		t.Fatal("commits of y- streams woke the x- subscription")
+	}
+	if len(a.wake) != 1 {
+		t.Fatal("commits did not wake the subscription to every stream")
+	}
+	mustAppend(t, s, "x-1", eventstore.NoStream, evt(0))
+	if len(x.wake) != 1 {
+		t.Fatal("a commit of x-1 did not wake the x- subscription")
+	}
+	e, err := subX.Next(ctxT(t))
+	if err != nil || e.Stream != "x-1" {
+		t.Fatalf("x- subscription delivered %q, %v", e.Stream, err)
+	}
+	x.mustBeIdle(t)
+}

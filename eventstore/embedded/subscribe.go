@@ -32,15 +32,18 @@ func (s *Store) Subscribe(ctx context.Context, after eventstore.Position, filter
 	if err != nil {
 		return nil, s.readErr(ctx, "subscribe", err)
 	}
-	return &subscription{
+	sub := &subscription{
 		s:      s,
 		ctx:    ctx,
 		filter: filter,
 		stmt:   stmt,
 		args:   args,
 		cursor: min(after.Commit, math.MaxInt64),
+		wake:   make(chan struct{}, 1),
 		closed: make(chan struct{}),
-	}, nil
+	}
+	s.register(sub)
+	return sub, nil
 }
 
 // filterSQL turns stream prefixes into range conditions on the stream column:
@@ -96,6 +99,10 @@ type subscription struct {
 	buf    []eventstore.RecordedEvent
 	next   int
 
+	// wake receives a token when a commit holds events of the subscription's streams
+	// (Store.publish).
+	wake chan struct{}
+
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -114,7 +121,7 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.RecordedEvent, er
 			sub.next++
 			return e, nil
 		}
-		high, wake := sub.s.watermark()
+		high, _ := sub.s.watermark()
 		if sub.cursor < high && sub.s.unmatchedSince(sub.filter, sub.cursor, high) {
 			sub.cursor = high // nothing of its streams was appended since
 			continue
@@ -126,7 +133,7 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.RecordedEvent, er
 			continue
 		}
 		select {
-		case <-wake:
+		case <-sub.wake:
 		case <-ctx.Done():
 			return eventstore.RecordedEvent{}, ctx.Err()
 		case <-sub.ctx.Done():
@@ -203,6 +210,7 @@ func (sub *subscription) fetchErr(ctx context.Context, err error) error {
 func (sub *subscription) Close() error {
 	var err error
 	sub.closeOnce.Do(func() {
+		sub.s.unregister(sub)
 		close(sub.closed)
 		err = sub.stmt.Close()
 	})

@@ -88,12 +88,16 @@ func (s *Store) Append(ctx context.Context, stream string, expected eventstore.E
 // was queued before and returns.
 func (s *Store) writeLoop() {
 	batch := make([]*appendReq, 0, s.cfg.maxBatch)
+	last := 0 // requests of the previous batch
 	for {
 		select {
 		case r := <-s.queue:
 			s.hook(stageReceived)
-			s.linger()
+			if last > 1 {
+				s.linger()
+			}
 			batch = s.drain(append(batch[:0], r))
+			last = len(batch)
 			s.commitBatch(batch)
 		case <-s.closing:
 			for {
@@ -112,7 +116,10 @@ func (s *Store) writeLoop() {
 // drained. When a commit answers k waiting appenders, they wake together and append
 // again; without this the writer would take the first one alone and commit it with its
 // own fsync while the others queue behind. Yielding costs nothing when no other
-// goroutine is runnable, and the writer never sleeps on a timer.
+// goroutine is runnable, and the writer never sleeps on a timer. But on busy cores each
+// yield waits for another goroutine's turn (a millisecond behind an RSA signature), so
+// the writer lingers only after a batch of several appenders — the case it is for — and
+// not behind a lone appender that batches by itself (the voucher audit writer).
 func (s *Store) linger() {
 	for range 4 {
 		n := len(s.queue)
