@@ -1,7 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +58,72 @@ func selfCPU() time.Duration {
 // program spend over a measured window.
 type cpuMeter struct {
 	serverPID, redisPID int // 0: not measured
+	// debugURL is the server's /debug/pprof/, profileDir where CPU profiles go and
+	// traceDir where execution traces go; empty: none taken.
+	debugURL, profileDir, traceDir string
+}
+
+// profile takes the server's CPU profile over the next d into profileDir/<name>.pprof
+// (name's slashes become underscores); the channel gives its outcome once it is
+// written, at once when no profile is asked for.
+func (m cpuMeter) profile(ctx context.Context, name string, d time.Duration) <-chan error {
+	done := make(chan error, 2)
+	n := 0
+	if m.debugURL != "" && m.profileDir != "" {
+		n++
+		go func() {
+			done <- fetchProfile(ctx, m.debugURL+"profile", d, 0, filepath.Join(m.profileDir, strings.ReplaceAll(name, "/", "_")+".pprof"))
+		}()
+	}
+	if m.debugURL != "" && m.traceDir != "" {
+		n++
+		go func() { // one second from the middle of the window
+			done <- fetchProfile(ctx, m.debugURL+"trace", time.Second, d/2-time.Second/2, filepath.Join(m.traceDir, strings.ReplaceAll(name, "/", "_")+".trace"))
+		}()
+	}
+	out := make(chan error, 1)
+	go func() {
+		var errs []error
+		for range n {
+			errs = append(errs, <-done)
+		}
+		out <- errors.Join(errs...)
+	}()
+	return out
+}
+
+// fetchProfile waits for delay, then GETs a profile of d from url into path.
+func fetchProfile(ctx context.Context, url string, d, delay time.Duration, path string) error {
+	select {
+	case <-time.After(delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	secs := max(1, int(math.Round(d.Seconds())))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"?seconds="+strconv.Itoa(secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // cpuSample is one reading of the meter.
@@ -82,4 +155,50 @@ type cpuUse struct {
 
 func (a cpuSample) until(b cpuSample) cpuUse {
 	return cpuUse{server: b.server - a.server, redis: b.redis - a.redis, self: b.self - a.self, ok: a.ok && b.ok}
+}
+
+// storeSample is what the server's /metrics says of its event store's appends so far.
+type storeSample struct {
+	appends, events, appendSec float64
+	ok                         bool
+}
+
+// storeMetrics reads the event store's append counters from the server's /metrics
+// (keyledger_eventstore_*): the audit writer's group commit shows as events per append.
+func storeMetrics(ctx context.Context, base string) storeSample {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return storeSample{}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return storeSample{}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return storeSample{}
+	}
+	var s storeSample
+	found := 0
+	for line := range strings.Lines(string(data)) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case `keyledger_eventstore_appends_total{outcome="ok"}`:
+			s.appends, found = v, found+1
+		case "keyledger_eventstore_events_appended_total":
+			s.events, found = v, found+1
+		case "keyledger_eventstore_append_seconds_sum":
+			s.appendSec, found = v, found+1
+		}
+	}
+	s.ok = found == 3
+	return s
 }

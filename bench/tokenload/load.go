@@ -43,6 +43,9 @@ func newDriver(base string, conc int) *driver {
 
 func (d *driver) close() { d.hc.CloseIdleConnections() }
 
+// base is the server's base URL.
+func (d *driver) base() string { return strings.TrimSuffix(d.url, "/oauth2/token") }
+
 // post sends one token request and reads the whole answer into buf.
 func (d *driver) post(ctx context.Context, body []byte, buf *bytes.Buffer) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(body))

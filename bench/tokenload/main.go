@@ -83,6 +83,7 @@ type options struct {
 	maxAssertions            int
 	bin, goBin, redisBin     string
 	work, cache              string
+	cpuProfiles, traces      string
 	keep, rotate             bool
 	readyTimeout             time.Duration
 }
@@ -97,6 +98,8 @@ func main() {
 	flag.StringVar(&o.stores, "stores", "embedded,redis", "read-model stores: embedded (in process), redis (a throwaway redis-server)")
 	flag.StringVar(&o.keys, "keys", "1k,1M", "registered key counts (1000, 1k, 250k, 1M, …); each at least -load-keys")
 	flag.StringVar(&o.conc, "c", "16,64", "concurrency levels: requests in flight")
+	flag.StringVar(&o.cpuProfiles, "cpuprofile", "", "directory receiving each scenario's server CPU profile of its measured window (<scenario>.pprof, for go tool pprof)")
+	flag.StringVar(&o.traces, "trace", "", "directory receiving a one-second execution trace of each scenario's server from the middle of its measured window (<scenario>.trace, for go tool trace)")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before each measured window")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured window per scenario")
 	flag.DurationVar(&o.boundDuration, "bound-duration", 3*time.Second, "duration of each crypto-bound measurement; 0 skips the bound")
@@ -430,6 +433,13 @@ func runServer(ctx context.Context, rc runConfig) (results []result, err error) 
 	if err := rc.pool.reset(logf); err != nil {
 		return nil, err
 	}
+	if rc.opts.cpuProfiles != "" || rc.opts.traces != "" {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cfg.debugAddr = "127.0.0.1:" + strconv.Itoa(port)
+	}
 	logf("%s: starting keyledger serve", name)
 	s, ready, err := startServer(ctx, cfg, rc.opts.readyTimeout)
 	if err != nil {
@@ -447,6 +457,10 @@ func runServer(ctx context.Context, rc runConfig) (results []result, err error) 
 	}()
 	logf("%s: ready in %s", name, ready.Round(time.Millisecond))
 	meter.serverPID = s.cmd.Process.Pid
+	if cfg.debugAddr != "" {
+		meter.debugURL = "http://" + cfg.debugAddr + "/debug/pprof/"
+		meter.profileDir, meter.traceDir = rc.opts.cpuProfiles, rc.opts.traces
+	}
 
 	d := newDriver(s.base, rc.conc[len(rc.conc)-1])
 	defer d.close()
@@ -540,9 +554,18 @@ func measure(ctx context.Context, d *driver, p *pool, sc scenario, meter cpuMete
 	if err := ctx.Err(); err != nil {
 		return r, err
 	}
-	before := meter.sample()
+	profiled := meter.profile(ctx, sc.name(), dur)
+	before, storeBefore := meter.sample(), storeMetrics(ctx, d.base())
 	m := d.run(ctx, p, sc.conc, dur, &errs)
 	r.cpu = before.until(meter.sample())
+	if after := storeMetrics(ctx, d.base()); storeBefore.ok && after.ok && after.appends > storeBefore.appends {
+		n := after.appends - storeBefore.appends
+		r.eventsPerAppend = (after.events - storeBefore.events) / n
+		r.appendMs = 1000 * (after.appendSec - storeBefore.appendSec) / n
+	}
+	if err := <-profiled; err != nil {
+		logf("%s: no CPU profile: %v", sc.name(), err)
+	}
 	r.tokens, r.errors, r.elapsed, r.exhausted = m.tokens, m.errors, m.elapsed, m.exhausted
 	r.latencies = m.latencies
 	slices.Sort(r.latencies)

@@ -142,6 +142,10 @@ type result struct {
 	latencies []float64     // ms of every request of the window (200 or not), sorted
 	exhausted bool          // the assertion pool ran out before the window ended
 	cpu       cpuUse        // CPU of the server, its redis-server and this program in the window
+	// eventsPerAppend and appendMs are the server's event-store appends in the window
+	// (the audit writer's group commit): events per append and mean append latency;
+	// zero when /metrics did not say.
+	eventsPerAppend, appendMs float64
 }
 
 func (r result) tokensPerSec() float64 {
@@ -241,6 +245,9 @@ func resultLine(r result, b bound) string {
 			fmt.Fprintf(&sb, "\t%s redis-cpu-us/op", per(r.cpu.redis))
 		}
 		fmt.Fprintf(&sb, "\t%s loadgen-cpu-us/op", per(r.cpu.self))
+	}
+	if r.eventsPerAppend > 0 {
+		fmt.Fprintf(&sb, "\t%s events/append\t%s append-ms", formatNum(r.eventsPerAppend), formatNum(r.appendMs))
 	}
 	return sb.String()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -191,6 +192,9 @@ type serverConfig struct {
 	issuer   string // KEYLEDGER_ISSUER and KEYLEDGER_ASSERTION_AUDIENCE
 	alg      string // KEYLEDGER_SIGNING_ALG; empty leaves the server's default
 	logPath  string
+	// debugAddr is KEYLEDGER_DEBUG_ADDR (pprof) when a profile is asked for; empty
+	// passes this process's KEYLEDGER_DEBUG_ADDR through.
+	debugAddr string
 }
 
 // serverEnv is the subprocess environment: this process's, without any KEYLEDGER_
@@ -212,7 +216,7 @@ func serverEnv(c serverConfig) []string {
 	}
 	// The one variable passed through: profile a scenario's server with
 	// KEYLEDGER_DEBUG_ADDR=127.0.0.1:6060 go run ./bench/tokenload …
-	if v := os.Getenv("KEYLEDGER_DEBUG_ADDR"); v != "" {
+	if v := cmp.Or(c.debugAddr, os.Getenv("KEYLEDGER_DEBUG_ADDR")); v != "" {
 		env = append(env, "KEYLEDGER_DEBUG_ADDR="+v)
 	}
 	return env
