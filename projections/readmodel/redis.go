@@ -22,12 +22,14 @@ import (
 //
 //	kl:{M}:@active       string: the active generation of M
 //	kl:{M}:@fence        string: the greatest fencing token recorded for M, in decimal
+//	kl:{M}:@gens         set: the generations of M that have a checkpoint (Generations)
 //	kl:{M}:G:@cp         string: the checkpoint of G, "commit:prepare" in decimal
 //	kl:{M}:G:k:<key>     string: a value
 //	kl:{M}:G:i:<index>   sorted set, every score 0: an index (ZRANGEBYLEX order)
 //
 // Generation names cannot hold '@' or ':', so the keys of a generation (kl:{M}:G:*) never
-// include the model's own keys: the active pointer and the fence survive every drop.
+// include the model's own keys: the active pointer, the fence and the registry survive
+// every drop.
 //
 // The hash tag {M} puts every key of a read model — all of its generations, its active
 // pointer and its fence — in one Redis Cluster hash slot. That is what lets one Lua script
@@ -101,6 +103,7 @@ func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error)
 func (r *Redis) modelPrefix(model string) string { return r.prefix + ":{" + model + "}:" }
 func (r *Redis) activeKey(model string) string   { return r.prefix + ":{" + model + "}:@active" }
 func (r *Redis) fenceKey(model string) string    { return r.prefix + ":{" + model + "}:@fence" }
+func (r *Redis) gensKey(model string) string     { return r.prefix + ":{" + model + "}:@gens" }
 func (r *Redis) genPrefix(ns Namespace) string {
 	return r.prefix + ":{" + ns.Model + "}:" + ns.Generation + ":"
 }
@@ -247,9 +250,10 @@ if applied > 0 then redis.call('SET', KEYS[1], cc .. ':' .. cp) end
 return applied
 `)
 
-// initScript: KEYS[1] the generation's checkpoint, KEYS[2] the model's fence, ARGV[1] the
-// fencing token ("0": unfenced). It creates the checkpoint at the start unless it exists.
-// Reply 'ok', or 'fenced'.
+// initScript: KEYS[1] the generation's checkpoint, KEYS[2] the model's fence, KEYS[3] the
+// model's generation registry, ARGV[1] the fencing token ("0": unfenced), ARGV[2] the
+// generation. It creates the checkpoint at the start unless it exists, and registers the
+// generation. Reply 'ok', or 'fenced'.
 var initScript = redis.NewScript(luaLib + `
 if not isdec(ARGV[1]) then return bad('malformed fencing token') end
 local fs, seen = fence(KEYS[2], ARGV[1])
@@ -257,12 +261,14 @@ if fs == 'corrupt' then return corrupt('fence', KEYS[2], seen) end
 if fs == 'stale' then return 'fenced' end
 if fs == 'new' then redis.call('SET', KEYS[2], ARGV[1]) end
 redis.call('SET', KEYS[1], '0:0', 'NX')
+redis.call('SADD', KEYS[3], ARGV[2])
 return 'ok'
 `)
 
 // setActiveScript: KEYS[1] the active pointer, KEYS[2] the generation's checkpoint, KEYS[3]
-// the model's fence, ARGV[1] the generation, ARGV[2] the fencing token ("0": unfenced).
-// Reply 'ok', 'nocp' or 'fenced'.
+// the model's fence, KEYS[4] the model's generation registry, ARGV[1] the generation,
+// ARGV[2] the fencing token ("0": unfenced). It registers the generation too (one made
+// before the registry existed). Reply 'ok', 'nocp' or 'fenced'.
 var setActiveScript = redis.NewScript(luaLib + `
 if not isdec(ARGV[2]) then return bad('malformed fencing token') end
 local fs, seen = fence(KEYS[3], ARGV[2])
@@ -271,13 +277,15 @@ if fs == 'stale' then return 'fenced' end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 'nocp' end
 if fs == 'new' then redis.call('SET', KEYS[3], ARGV[2]) end
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
 return 'ok'
 `)
 
 // dropGuardScript: KEYS[1] the active pointer, KEYS[2] the generation's checkpoint, KEYS[3]
-// the model's fence, ARGV[1] the generation, ARGV[2] the fencing token ("0": unfenced).
-// It deletes the checkpoint unless the generation is active or the token is stale, so
-// that no Apply or SetActive can touch the generation afterwards. Reply 'ok', 'active' or
+// the model's fence, KEYS[4] the model's generation registry, ARGV[1] the generation,
+// ARGV[2] the fencing token ("0": unfenced). It deletes the checkpoint unless the
+// generation is active or the token is stale, so that no Apply or SetActive can touch the
+// generation afterwards, and unregisters the generation. Reply 'ok', 'active' or
 // 'fenced'.
 var dropGuardScript = redis.NewScript(luaLib + `
 if not isdec(ARGV[2]) then return bad('malformed fencing token') end
@@ -287,6 +295,7 @@ if fs == 'stale' then return 'fenced' end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return 'active' end
 if fs == 'new' then redis.call('SET', KEYS[3], ARGV[2]) end
 redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[4], ARGV[1])
 return 'ok'
 `)
 
@@ -313,7 +322,7 @@ func (r *Redis) initGeneration(ctx context.Context, ns Namespace, token uint64) 
 		return err
 	}
 	what := "init " + ns.String()
-	res, err := initScript.Run(ctx, r.client, []string{r.cpKey(ns), r.fenceKey(ns.Model)}, token).Text()
+	res, err := initScript.Run(ctx, r.client, []string{r.cpKey(ns), r.fenceKey(ns.Model), r.gensKey(ns.Model)}, token, ns.Generation).Text()
 	if err != nil {
 		return scriptError(what, err)
 	}
@@ -618,7 +627,7 @@ func (r *Redis) setActive(ctx context.Context, ns Namespace, token uint64) error
 		return err
 	}
 	what := "set active " + ns.String()
-	keys := []string{r.activeKey(ns.Model), r.cpKey(ns), r.fenceKey(ns.Model)}
+	keys := []string{r.activeKey(ns.Model), r.cpKey(ns), r.fenceKey(ns.Model), r.gensKey(ns.Model)}
 	res, err := setActiveScript.Run(ctx, r.client, keys, ns.Generation, token).Text()
 	if err != nil {
 		return scriptError(what, err)
@@ -695,7 +704,7 @@ func (r *Redis) dropGeneration(ctx context.Context, ns Namespace, token uint64) 
 		return err
 	}
 	what := "drop " + ns.String()
-	keys := []string{r.activeKey(ns.Model), r.cpKey(ns), r.fenceKey(ns.Model)}
+	keys := []string{r.activeKey(ns.Model), r.cpKey(ns), r.fenceKey(ns.Model), r.gensKey(ns.Model)}
 	res, err := dropGuardScript.Run(ctx, r.client, keys, ns.Generation, token).Text()
 	if err != nil {
 		return scriptError(what, err)
@@ -731,14 +740,51 @@ func (r *Redis) dropGeneration(ctx context.Context, ns Namespace, token uint64) 
 	return nil
 }
 
-// Generations implements Store: SCAN MATCH for the model's checkpoint keys, on every
-// master of a cluster (they all live in the model's hash slot, but SCAN cannot be aimed at
-// one). Like DropGeneration it walks the whole keyspace, so it costs time in proportion to
-// the database.
+// Generations implements Store. Every generation is registered in a set under the
+// model's hash tag when its checkpoint is made, and unregistered when it is dropped, so
+// the answer is one SMEMBERS. A store written before the registry existed has
+// generations the set lacks; that shows as an active generation missing from the set
+// (or no set while checkpoints exist), and then — once — the keyspace is scanned for the
+// model's checkpoints, which are registered. (Scanning on every call walked millions of
+// keys after each rebuild of every model, with the token path waiting on the same
+// Redis.)
 func (r *Redis) Generations(ctx context.Context, model string) ([]string, error) {
 	if err := validateName("model", model); err != nil {
 		return nil, err
 	}
+	what := "generations of " + model
+	pipe := r.client.Pipeline()
+	members := pipe.SMembers(ctx, r.gensKey(model))
+	active := pipe.Get(ctx, r.activeKey(model))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable(what, err)
+	}
+	gens := members.Val()
+	act, err := active.Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable(what, err)
+	}
+	if len(gens) == 0 || (act != "" && !slices.Contains(gens, act)) {
+		if gens, err = r.scanGenerations(ctx, model); err != nil {
+			return nil, err
+		}
+		if len(gens) > 0 {
+			if err := r.client.SAdd(ctx, r.gensKey(model), gens).Err(); err != nil {
+				return nil, unavailable(what, err)
+			}
+		}
+	}
+	// A generation whose drop stopped after its checkpoint was deleted is no longer
+	// registered; one registered whose checkpoint is gone (a flush of some keys) is
+	// still listed, so that its leftovers get dropped.
+	slices.Sort(gens)
+	return gens, nil
+}
+
+// scanGenerations is Generations by SCAN MATCH for the model's checkpoint keys, on every
+// master of a cluster (they all live in the model's hash slot, but SCAN cannot be aimed at
+// one). It walks the whole keyspace, so it costs time in proportion to the database.
+func (r *Redis) scanGenerations(ctx context.Context, model string) ([]string, error) {
 	mp := r.modelPrefix(model)
 	pattern := globEscape(mp) + "*:@cp"
 	found := make(map[string]bool)
@@ -766,11 +812,10 @@ func (r *Redis) Generations(ctx context.Context, model string) ([]string, error)
 	if err != nil {
 		return nil, unavailable("generations of "+model, err)
 	}
-	var gens []string
+	gens := make([]string, 0, len(found))
 	for g := range found {
 		gens = append(gens, g)
 	}
-	slices.Sort(gens)
 	return gens, nil
 }
 
@@ -791,8 +836,10 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// CountKeys returns how many keys under the store's prefix exist, on every node. It scans
-// the whole keyspace: for tests and diagnostics, never for a request path.
+// CountKeys returns how many keys under the store's prefix exist, on every node, but the
+// models' registries of generations (bookkeeping the in-process store keeps without
+// keys: the shared suite compares the two). It scans the whole keyspace: for tests and
+// diagnostics, never for a request path.
 func (r *Redis) CountKeys(ctx context.Context) (int, error) {
 	var n int
 	pattern := globEscape(r.prefix) + ":*"
@@ -803,7 +850,11 @@ func (r *Redis) CountKeys(ctx context.Context) (int, error) {
 			if err != nil {
 				return err
 			}
-			n += len(keys)
+			for _, k := range keys {
+				if !strings.HasSuffix(k, "}:@gens") {
+					n++
+				}
+			}
 			if next == 0 {
 				return nil
 			}

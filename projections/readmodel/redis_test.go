@@ -65,6 +65,7 @@ func TestRedisKeyLayout(t *testing.T) {
 	}
 	want := map[string]bool{
 		prefix + ":{vouchers}:@active":          true,
+		prefix + ":{vouchers}:@gens":            true,
 		prefix + ":{vouchers}:v1-a:@cp":         true,
 		prefix + ":{vouchers}:v1-a:k:client:1":  true,
 		prefix + ":{vouchers}:v1-a:i:by-client": true,
@@ -450,5 +451,90 @@ func TestNewRedisOptions(t *testing.T) {
 	}
 	if _, err := readmodel.NewRedis(client, readmodel.WithKeyPrefix("keyledger:prod")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// scanCalls is how many SCAN commands the server has run.
+func scanCalls(t *testing.T, ctx context.Context, c *redis.Client) int {
+	t.Helper()
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(info) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_scan:calls="); ok {
+			n, err := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// Generations reads the model's registry: no SCAN of the keyspace (which, after a
+// rebuild of every model in a store of millions of keys, kept Redis busy for a minute).
+// A store written before the registry existed is scanned once and its generations
+// registered; dropped generations leave the registry.
+func TestRedisGenerationsRegistry(t *testing.T) {
+	ctx := testCtx(t)
+	s, c, prefix := newRedisStore(t)
+	for _, g := range []string{"v1-a", "v1-b", "v2-c"} {
+		if err := s.InitGeneration(ctx, readmodel.Namespace{Model: "vouchers", Generation: g}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetActive(ctx, readmodel.Namespace{Model: "vouchers", Generation: "v1-b"}); err != nil {
+		t.Fatal(err)
+	}
+	list := func() []string {
+		t.Helper()
+		gens, err := s.Generations(ctx, "vouchers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gens
+	}
+	before := scanCalls(t, ctx, c)
+	if got := strings.Join(list(), ","); got != "v1-a,v1-b,v2-c" {
+		t.Fatalf("Generations = %s", got)
+	}
+	if n := scanCalls(t, ctx, c) - before; n != 0 {
+		t.Fatalf("Generations ran %d SCANs with the registry in place", n)
+	}
+	if err := s.DropGeneration(ctx, readmodel.Namespace{Model: "vouchers", Generation: "v1-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(list(), ","); got != "v1-b,v2-c" {
+		t.Fatalf("after dropping v1-a: Generations = %s", got)
+	}
+
+	// A store from before the registry: no registry key at all, then a registry that
+	// lacks the active generation (a new generation registered by a newer process).
+	gensKey := prefix + ":{vouchers}:@gens"
+	for _, prepare := range []func() error{
+		func() error { return c.Del(ctx, gensKey).Err() },
+		func() error { return errors.Join(c.Del(ctx, gensKey).Err(), c.SAdd(ctx, gensKey, "v2-c").Err()) },
+	} {
+		if err := prepare(); err != nil {
+			t.Fatal(err)
+		}
+		before = scanCalls(t, ctx, c)
+		if got := strings.Join(list(), ","); got != "v1-b,v2-c" {
+			t.Fatalf("without a complete registry: Generations = %s", got)
+		}
+		if scanCalls(t, ctx, c) == before {
+			t.Fatal("an incomplete registry was trusted without a scan")
+		}
+		reg, err := c.SMembers(ctx, gensKey).Result()
+		if err != nil || len(reg) != 2 {
+			t.Fatalf("registry after the scan: %q, %v; want both generations registered", reg, err)
+		}
+		before = scanCalls(t, ctx, c)
+		list()
+		if n := scanCalls(t, ctx, c) - before; n != 0 {
+			t.Fatalf("%d SCANs once the registry was repaired", n)
+		}
 	}
 }

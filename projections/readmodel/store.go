@@ -82,7 +82,8 @@ type Store interface {
 
 	// Generations returns the generations of model that have a checkpoint, sorted by
 	// their bytes, so that a projector can drop the leftovers of an interrupted rebuild.
-	// On Redis it scans the keyspace: call it at start-up or after a rebuild, never on a
-	// request path.
+	// On Redis it reads the model's registry of generations (a store written before the
+	// registry existed is scanned once): call it at start-up or after a rebuild, never
+	// on a request path.
 	Generations(ctx context.Context, model string) ([]string, error)
 }
