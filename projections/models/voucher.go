@@ -12,6 +12,7 @@ import (
 	"github.com/keyledger/keyledger/domain/eservice"
 	"github.com/keyledger/keyledger/domain/purpose"
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/internal/jsondec"
 	"github.com/keyledger/keyledger/internal/memo"
 	"github.com/keyledger/keyledger/projections/readmodel"
 	"github.com/keyledger/keyledger/projections/source"
@@ -132,7 +133,7 @@ func LookupEntry(ctx context.Context, store readmodel.Store, ns readmodel.Namesp
 
 func decodeEntry(data []byte, clientID, kid string) (VoucherEntry, error) {
 	var e VoucherEntry
-	if err := json.Unmarshal(data, &e); err != nil {
+	if err := jsondec.Unmarshal(data, &e); err != nil {
 		return VoucherEntry{}, fmt.Errorf("%w: voucher entry %s/%s: %v", readmodel.ErrCorrupt, clientID, kid, err)
 	}
 	return e, nil

@@ -2,12 +2,12 @@ package source
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill/components/cqrs"
 
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/internal/jsondec"
 )
 
 // Dispatcher runs a handler group's handlers on recorded events directly, without a
@@ -64,7 +64,7 @@ func (d *Dispatcher) Decode(e eventstore.RecordedEvent) (Decoded, bool, error) {
 		return Decoded{}, false, nil
 	}
 	ev := h.NewEvent()
-	if err := json.Unmarshal(e.Data, ev); err != nil {
+	if err := jsondec.Unmarshal(e.Data, ev); err != nil {
 		return Decoded{}, true, Permanent(fmt.Errorf("decode %s at %s: %w", e.Type, e.Position, err))
 	}
 	return Decoded{Event: e, handler: h, payload: ev}, true, nil

@@ -34,6 +34,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/keyledger/keyledger/eventstore"
+	"github.com/keyledger/keyledger/internal/jsondec"
 )
 
 // Metadata keys set on every message. MetadataEventName is the key cqrs.JSONMarshaler
@@ -71,9 +72,17 @@ func EventName(v any) string {
 
 // Marshaler returns the cqrs marshaler for events read from the store: an event's name
 // is its EventType, the message's name is the store's type (MetadataEventName), and the
-// payload is the event's JSON data.
+// payload is the event's JSON data, decoded with encoding/json's semantics by
+// internal/jsondec (every projection decodes every event it applies).
 func Marshaler() cqrs.CommandEventMarshaler {
-	return cqrs.JSONMarshaler{GenerateName: EventName}
+	return marshaler{cqrs.JSONMarshaler{GenerateName: EventName}}
+}
+
+// marshaler is cqrs.JSONMarshaler with the faster decoder.
+type marshaler struct{ cqrs.JSONMarshaler }
+
+func (marshaler) Unmarshal(msg *message.Message, v any) error {
+	return jsondec.Unmarshal(msg.Payload, v)
 }
 
 // Event is what a handler knows about the event it handles besides its payload.
