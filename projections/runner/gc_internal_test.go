@@ -1,9 +1,16 @@
 package runner
 
 import (
+	"runtime"
 	"runtime/debug"
 	"testing"
 )
+
+func numGC() uint32 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.NumGC
+}
 
 func TestBoostGCIsSharedAndRestored(t *testing.T) {
 	t.Setenv("GOGC", "") // as when the operator left it unset
@@ -20,9 +27,13 @@ func TestBoostGCIsSharedAndRestored(t *testing.T) {
 	if p := percent(); p != rebuildGCPercent {
 		t.Fatalf("one rebuild still running: GC percent %d, want %d", p, rebuildGCPercent)
 	}
+	before := numGC()
 	end2()
 	if p := percent(); p != 100 {
 		t.Fatalf("after the rebuilds GC percent %d, want 100 restored", p)
+	}
+	if numGC() == before {
+		t.Fatal("no collection once the last rebuild ended")
 	}
 	// A process already collecting less often keeps its setting.
 	debug.SetGCPercent(500)
@@ -41,5 +52,9 @@ func TestBoostGCIsSharedAndRestored(t *testing.T) {
 	if p := percent(); p != 50 {
 		t.Fatalf("GC percent %d during a rebuild with GOGC=50, want 50", p)
 	}
+	before = numGC()
 	end()
+	if numGC() == before {
+		t.Fatal("with GOGC set, no collection once the rebuild ended")
+	}
 }
