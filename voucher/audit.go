@@ -304,9 +304,6 @@ func (w *AuditWriter) Write(ctx context.Context, rec AuditRecord, correlationID 
 	return eventstore.Start, ctx.Err()
 }
 
-// Close stops accepting records (Write then fails with ErrAuditClosed), waits until
-// every record already queued has been appended or failed, and stops the writer. It
-// does not close the store. Calling it again is a no-op.
 // slotKey is the context key of an announced record (Expect).
 type slotKey struct{}
 
@@ -356,6 +353,9 @@ func (w *AuditWriter) readyLocked() bool {
 	return w.expected <= 0 || len(w.queue) >= w.expected || len(w.queue) >= w.cfg.MaxBatch || w.closed
 }
 
+// Close stops accepting records (Write then fails with ErrAuditClosed), waits until
+// every record already queued has been appended or failed, and stops the writer. It
+// does not close the store. Calling it again is a no-op.
 func (w *AuditWriter) Close() error {
 	w.once.Do(func() {
 		w.mu.Lock()

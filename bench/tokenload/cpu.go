@@ -126,14 +126,15 @@ func fetchProfile(ctx context.Context, url string, d, delay time.Duration, path 
 	return f.Close()
 }
 
-// cpuSample is one reading of the meter.
-type cpuSample struct {
+// cpuUse is CPU time of the server, its redis-server and this program: a reading of the
+// meter (used so far) or the difference of two (used in between).
+type cpuUse struct {
 	server, redis, self time.Duration
 	ok                  bool
 }
 
-func (m cpuMeter) sample() cpuSample {
-	s := cpuSample{self: selfCPU(), ok: m.serverPID > 0}
+func (m cpuMeter) sample() cpuUse {
+	s := cpuUse{self: selfCPU(), ok: m.serverPID > 0}
 	if m.serverPID > 0 {
 		var ok bool
 		s.server, ok = processCPU(m.serverPID)
@@ -147,13 +148,8 @@ func (m cpuMeter) sample() cpuSample {
 	return s
 }
 
-// cpuUse is the CPU spent between two samples.
-type cpuUse struct {
-	server, redis, self time.Duration
-	ok                  bool
-}
-
-func (a cpuSample) until(b cpuSample) cpuUse {
+// until is the CPU used between the readings a and b.
+func (a cpuUse) until(b cpuUse) cpuUse {
 	return cpuUse{server: b.server - a.server, redis: b.redis - a.redis, self: b.self - a.self, ok: a.ok && b.ok}
 }
 

@@ -77,11 +77,10 @@ type Store struct {
 	writerDone chan struct{} // closed when the writer goroutine has returned
 	done       chan struct{} // closed after the writer stopped: subscriptions end
 
-	// mu guards committed and notify: each commit stores the new high-water mark and
-	// closes notify (waking every waiting subscription), then replaces it.
+	// mu guards committed, subs and recent: each commit stores the new high-water mark
+	// and wakes the subscriptions it concerns.
 	mu        sync.Mutex
 	committed uint64
-	notify    chan struct{}
 	// subs are the open subscriptions; a commit wakes only those whose filter matches
 	// one of its streams (every one when the commit's streams are not known). A busy
 	// token endpoint commits a thousand audit batches a second, and each woken
@@ -271,7 +270,6 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
 		done:       make(chan struct{}),
-		notify:     make(chan struct{}),
 		subs:       map[*subscription]struct{}{},
 		ckptKick:   make(chan struct{}, 1),
 		ckptDone:   make(chan struct{}),
@@ -614,11 +612,11 @@ func (s *Store) release() error {
 	return nil
 }
 
-// watermark returns the last committed position and a channel closed at the next commit.
-func (s *Store) watermark() (uint64, <-chan struct{}) {
+// watermark returns the last committed position.
+func (s *Store) watermark() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.committed, s.notify
+	return s.committed
 }
 
 // commitSpan is the positions first..last that one append gave to stream.
@@ -676,8 +674,6 @@ func (s *Store) publish(seq uint64, spans []commitSpan) {
 		}
 	}
 	s.committed = seq
-	close(s.notify)
-	s.notify = make(chan struct{})
 	known := len(s.recent) > 0 && s.recent[len(s.recent)-1].last == seq
 	for sub := range s.subs {
 		if !known || matchesAny(sub.filter, spans) {

@@ -790,7 +790,7 @@ func TestFilterPrefixesWithSpecialCharacters(t *testing.T) {
 func (sub *subscription) mustBeIdle(t *testing.T) {
 	t.Helper()
 	for sub.next == len(sub.buf) {
-		high, _ := sub.s.watermark()
+		high := sub.s.watermark()
 		if sub.cursor >= high {
 			return
 		}

@@ -121,7 +121,7 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.RecordedEvent, er
 			sub.next++
 			return e, nil
 		}
-		high, _ := sub.s.watermark()
+		high := sub.s.watermark()
 		if sub.cursor < high && sub.s.unmatchedSince(sub.filter, sub.cursor, high) {
 			sub.cursor = high // nothing of its streams was appended since
 			continue

@@ -120,23 +120,32 @@ func EntryKey(clientID, kid, purposeID string) string {
 // on the client for that purpose — refuse. Errors are the store's (ErrUnavailable: the
 // answer is unknown, not "absent").
 func LookupEntry(ctx context.Context, store readmodel.Store, ns readmodel.Namespace, clientID, kid, purposeID string) (VoucherEntry, bool, error) {
+	return lookupEntry(ctx, store, ns, nil, clientID, kid, purposeID)
+}
+
+// lookupEntry is LookupEntry, keeping decoded entries in decoded when it is not nil.
+func lookupEntry(ctx context.Context, store readmodel.Store, ns readmodel.Namespace, decoded *memo.Cache[VoucherEntry], clientID, kid, purposeID string) (VoucherEntry, bool, error) {
 	if clientID == "" || kid == "" {
 		return VoucherEntry{}, false, nil
 	}
-	data, ok, err := store.Get(ctx, ns, EntryKey(clientID, kid, purposeID))
+	key := EntryKey(clientID, kid, purposeID)
+	data, ok, err := store.Get(ctx, ns, key)
 	if err != nil || !ok {
 		return VoucherEntry{}, false, err
 	}
-	e, err := decodeEntry(data, clientID, kid)
-	return e, err == nil, err
-}
-
-func decodeEntry(data []byte, clientID, kid string) (VoucherEntry, error) {
+	if decoded != nil {
+		if e, ok := decoded.Get(key, data); ok {
+			return e, true, nil
+		}
+	}
 	var e VoucherEntry
 	if err := jsondec.Unmarshal(data, &e); err != nil {
-		return VoucherEntry{}, fmt.Errorf("%w: voucher entry %s/%s: %v", readmodel.ErrCorrupt, clientID, kid, err)
+		return VoucherEntry{}, false, fmt.Errorf("%w: voucher entry %s/%s: %v", readmodel.ErrCorrupt, clientID, kid, err)
 	}
-	return e, nil
+	if decoded != nil {
+		decoded.Put(key, string(data), e)
+	}
+	return e, true, nil
 }
 
 // EntryReader is LookupEntry with the decoded entries kept (internal/memo): a token
@@ -161,23 +170,7 @@ func NewEntryReader(size int) *EntryReader {
 
 // Lookup is LookupEntry.
 func (r *EntryReader) Lookup(ctx context.Context, store readmodel.Store, ns readmodel.Namespace, clientID, kid, purposeID string) (VoucherEntry, bool, error) {
-	if clientID == "" || kid == "" {
-		return VoucherEntry{}, false, nil
-	}
-	key := EntryKey(clientID, kid, purposeID)
-	data, ok, err := store.Get(ctx, ns, key)
-	if err != nil || !ok {
-		return VoucherEntry{}, false, err
-	}
-	if e, ok := r.decoded.Get(key, data); ok {
-		return e, true, nil
-	}
-	e, err := decodeEntry(data, clientID, kid)
-	if err != nil {
-		return VoucherEntry{}, false, err
-	}
-	r.decoded.Put(key, string(data), e)
-	return e, true, nil
+	return lookupEntry(ctx, store, ns, r.decoded, clientID, kid, purposeID)
 }
 
 // ProbeKey reports whether kid is registered on the client and, if so, the client's kind,

@@ -281,27 +281,28 @@ const rebuildGCPercent = 300
 
 var gcBoost struct {
 	sync.Mutex
-	active int // rebuilds under the boost
-	prev   int
-	plain  int // rebuilds without it (GOGC set)
+	active  int  // rebuilds running
+	boosted bool // the GC target was raised when the first of them began
+	prev    int
 }
 
-// boostGC raises the GC target for the duration of a rebuild; call the returned func
-// when it ends. Rebuilds running at once share one boost. When the last of them ends,
-// the returned func also collects once, before the rebuilt models serve: a rebuild in
-// process leaves gigabytes of live read models and as much garbage, and the first
-// collection of that heap would otherwise fall on the first minute of traffic (a
-// quarter of the cores marking for tens of seconds while vouchers wait); after it the
-// next collection is a heap's growth away.
+// boostGC raises the GC target for the duration of a rebuild (unless the operator set
+// GOGC); call the returned func when it ends. Rebuilds running at once share one boost.
+// When the last of them ends, the returned func also collects once, before the rebuilt
+// models serve: a rebuild in process leaves gigabytes of live read models and as much
+// garbage, and the first collection of that heap would otherwise fall on the first
+// minute of traffic (a quarter of the cores marking for tens of seconds while vouchers
+// wait); after it the next collection is a heap's growth away.
 func boostGC() (restore func()) {
-	if os.Getenv("GOGC") != "" {
-		return collectAfterRebuilds()
-	}
 	gcBoost.Lock()
 	if gcBoost.active == 0 {
-		gcBoost.prev = debug.SetGCPercent(rebuildGCPercent)
-		if gcBoost.prev >= rebuildGCPercent || gcBoost.prev < 0 {
-			debug.SetGCPercent(gcBoost.prev) // already collecting less often (or off)
+		gcBoost.boosted = false
+		if os.Getenv("GOGC") == "" {
+			gcBoost.prev = debug.SetGCPercent(rebuildGCPercent)
+			gcBoost.boosted = true
+			if gcBoost.prev >= rebuildGCPercent || gcBoost.prev < 0 {
+				debug.SetGCPercent(gcBoost.prev) // already collecting less often (or off)
+			}
 		}
 	}
 	gcBoost.active++
@@ -310,26 +311,9 @@ func boostGC() (restore func()) {
 		gcBoost.Lock()
 		gcBoost.active--
 		last := gcBoost.active == 0
-		if last {
+		if last && gcBoost.boosted {
 			debug.SetGCPercent(gcBoost.prev)
 		}
-		gcBoost.Unlock()
-		if last {
-			runtime.GC()
-		}
-	}
-}
-
-// collectAfterRebuilds is boostGC's collection alone, for a process whose GOGC the
-// operator set.
-func collectAfterRebuilds() (done func()) {
-	gcBoost.Lock()
-	gcBoost.plain++
-	gcBoost.Unlock()
-	return func() {
-		gcBoost.Lock()
-		gcBoost.plain--
-		last := gcBoost.plain == 0
 		gcBoost.Unlock()
 		if last {
 			runtime.GC()
