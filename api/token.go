@@ -12,17 +12,17 @@ import (
 	"github.com/keyledger/keyledger/domain"
 	"github.com/keyledger/keyledger/domain/client"
 	"github.com/keyledger/keyledger/domain/keyring"
-	"github.com/keyledger/keyledger/eventstore"
 	"github.com/keyledger/keyledger/projections/models"
 	"github.com/keyledger/keyledger/projections/readmodel"
 	"github.com/keyledger/keyledger/projections/runner"
 	"github.com/keyledger/keyledger/voucher"
 )
 
-// AuditWriter durably records an issued voucher; the token endpoint answers only once
-// Write returned without error.
+// AuditWriter durably records an issued voucher (voucher.AuditWriter). The token
+// endpoint submits a voucher's record before signing the voucher, so that the append
+// and the signature run at once, and answers only once the wait returned without error.
 type AuditWriter interface {
-	Write(ctx context.Context, rec voucher.AuditRecord, correlationID string) (eventstore.Position, error)
+	Submit(ctx context.Context, rec voucher.AuditRecord, correlationID string) (voucher.AuditWait, error)
 }
 
 // auditExpecter is an AuditWriter that batches better when told at the start of a
@@ -111,19 +111,34 @@ func (s *Server) token(c echo.Context) error {
 	if err != nil {
 		return s.oauthFail(c, err)
 	}
-	vch, err := v.Tokens.Issue(a)
+	draft, err := v.Tokens.Prepare(a)
 	if err != nil {
 		return s.oauthFail(c, err)
 	}
-	vch.Audit.CallerAddress = c.RealIP()
-	if _, err := v.Audit.Write(ctx, vch.Audit, CorrelationIDFrom(ctx)); err != nil {
-		s.deps.Logger.ErrorContext(ctx, "voucher withheld: its audit record could not be written",
-			"client", a.ClientID, "voucher_jti", vch.JTI, "error", err.Error())
-		c.Response().Header().Set("Retry-After", "1")
-		return s.oauthStatus(c, http.StatusServiceUnavailable, oauthTemporarilyAvailable,
-			"the voucher could not be recorded; try again")
+	draft.Audit.CallerAddress = c.RealIP()
+	wait, err := v.Audit.Submit(ctx, draft.Audit, CorrelationIDFrom(ctx))
+	if err != nil {
+		return s.auditFail(c, draft, err)
+	}
+	vch, err := draft.Sign() // while the record is appended
+	if err != nil {
+		// The record may be written all the same: the audit lists a voucher never sent.
+		return s.oauthFail(c, err)
+	}
+	if _, err := wait(ctx); err != nil {
+		return s.auditFail(c, draft, err)
 	}
 	return c.JSON(http.StatusOK, tokenAnswer{AccessToken: vch.Token, TokenType: TokenTypeBearer, ExpiresIn: vch.ExpiresIn})
+}
+
+// auditFail withholds a voucher whose audit record could not be written: 503.
+func (s *Server) auditFail(c echo.Context, d *voucher.Draft, err error) error {
+	ctx := c.Request().Context()
+	s.deps.Logger.ErrorContext(ctx, "voucher withheld: its audit record could not be written",
+		"client", d.Audit.ClientID, "voucher_jti", d.JTI, "error", err.Error())
+	c.Response().Header().Set("Retry-After", "1")
+	return s.oauthStatus(c, http.StatusServiceUnavailable, oauthTemporarilyAvailable,
+		"the voucher could not be recorded; try again")
 }
 
 // oauthFail answers a token-path error: a refusal as 400 with its code and safe

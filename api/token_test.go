@@ -35,17 +35,23 @@ const (
 	testAPIAudience = testIssuer + "/api"
 )
 
-// failingAudit fails every write while fail is set, else writes through.
+// failingAudit refuses every record while failSubmit is set, fails every record's
+// append (its wait) while failAppend is set, else writes through.
 type failingAudit struct {
-	w    api.AuditWriter
-	fail atomic.Bool
+	w                      api.AuditWriter
+	failSubmit, failAppend atomic.Bool
 }
 
-func (f *failingAudit) Write(ctx context.Context, rec voucher.AuditRecord, corr string) (eventstore.Position, error) {
-	if f.fail.Load() {
-		return eventstore.Position{}, errors.New("event store unavailable")
+func (f *failingAudit) Submit(ctx context.Context, rec voucher.AuditRecord, corr string) (voucher.AuditWait, error) {
+	if f.failSubmit.Load() {
+		return nil, errors.New("audit writer closed")
 	}
-	return f.w.Write(ctx, rec, corr)
+	if f.failAppend.Load() {
+		return func(context.Context) (eventstore.Position, error) {
+			return eventstore.Position{}, errors.New("event store unavailable")
+		}, nil
+	}
+	return f.w.Submit(ctx, rec, corr)
 }
 
 // Expect passes the announcement on to the real writer.
@@ -522,16 +528,17 @@ func TestNoVoucherWithoutAudit(t *testing.T) {
 	admin := e.tenant("acme")
 	cid := e.client(admin, "api", map[string]any{"roles": []string{"member"}})
 	k := e.upload(admin, cid, "ES256")
-	e.audit.fail.Store(true)
-	a := assertion(t, k, cid, "", nil)
-	r := e.form("/oauth2/token", tokenForm(a, cid))
-	if r.status != 503 || strings.Contains(string(r.body), "access_token") {
-		t.Fatalf("audit failing: %d %s", r.status, r.body)
+	for _, fail := range []*atomic.Bool{&e.audit.failSubmit, &e.audit.failAppend} {
+		fail.Store(true)
+		r := e.form("/oauth2/token", tokenForm(assertion(t, k, cid, "", nil), cid))
+		if r.status != 503 || strings.Contains(string(r.body), "access_token") || strings.Contains(string(r.body), "eyJ") {
+			t.Fatalf("audit failing: %d %s", r.status, r.body)
+		}
+		if code, _ := oauthErr(t, r); code != "temporarily_unavailable" {
+			t.Fatalf("code %q", code)
+		}
+		fail.Store(false)
 	}
-	if code, _ := oauthErr(t, r); code != "temporarily_unavailable" {
-		t.Fatalf("code %q", code)
-	}
-	e.audit.fail.Store(false)
 	e.issued(e.form("/oauth2/token", tokenForm(assertion(t, k, cid, "", nil), cid)))
 }
 

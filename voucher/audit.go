@@ -237,7 +237,7 @@ func NewAuditWriter(cfg AuditConfig) (*AuditWriter, error) {
 // last event (never before the record's own: waiting for a read model to reach it
 // covers the record) — or with the error that failed it. Send the voucher only after
 // Write returned nil. (Reading every record's own position back cost the token path
-// a stream read per batch.)
+// a stream read per batch.) Write is Submit followed by its wait.
 //
 // ctx bounds the wait. If ctx ends while the record is still queued, Write returns
 // ctx.Err() and the record is not written. If ctx ends after the record was taken into
@@ -245,17 +245,37 @@ func NewAuditWriter(cfg AuditConfig) (*AuditWriter, error) {
 // records of its batch, so the record may still be written: the audit may then list a
 // voucher that was never sent, never the reverse.
 func (w *AuditWriter) Write(ctx context.Context, rec AuditRecord, correlationID string) (eventstore.Position, error) {
-	if err := ctx.Err(); err != nil {
+	wait, err := w.Submit(ctx, rec, correlationID)
+	if err != nil {
 		return eventstore.Start, err
+	}
+	return wait(ctx)
+}
+
+// AuditWait waits until a submitted record's append is durable (see Write for what it
+// returns). ctx bounds the wait; once ctx ends a record still queued is dropped. Call
+// it once.
+type AuditWait func(ctx context.Context) (eventstore.Position, error)
+
+// Submit queues rec's audit event, as Write does, and returns at once with the wait for
+// its append: the token endpoint queues the record of a voucher before signing it, so
+// that the append runs while the voucher is signed (an RSA signature takes longer than
+// a durable append), and answers once both are done. The record is written even if the
+// voucher then cannot be signed — the audit may list a voucher that was never sent,
+// never the reverse. ctx is the record's context: when it ends while the record is
+// still queued, the record is dropped.
+func (w *AuditWriter) Submit(ctx context.Context, rec AuditRecord, correlationID string) (AuditWait, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	for _, f := range []struct{ name, v string }{{"voucher jti", rec.VoucherJTI}, {"client", rec.ClientID}, {"tenant", rec.Tenant}, {"kid", rec.KID}} {
 		if !models.ValidAuditID(f.v) {
-			return eventstore.Start, fmt.Errorf("%w: %s %q: want 1 to 256 printable characters without '/'", ErrInvalidAuditRecord, f.name, f.v)
+			return nil, fmt.Errorf("%w: %s %q: want 1 to 256 printable characters without '/'", ErrInvalidAuditRecord, f.name, f.v)
 		}
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return eventstore.Start, fmt.Errorf("%w: %v", ErrInvalidAuditRecord, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalidAuditRecord, err)
 	}
 	day := rec.VoucherIssuedAt
 	if day.IsZero() {
@@ -271,7 +291,7 @@ func (w *AuditWriter) Write(ctx context.Context, rec AuditRecord, correlationID 
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
-		return eventstore.Start, ErrAuditClosed
+		return nil, ErrAuditClosed
 	}
 	if slot != nil {
 		w.releaseLocked(slot)
@@ -285,7 +305,11 @@ func (w *AuditWriter) Write(ctx context.Context, rec AuditRecord, correlationID 
 	if wake {
 		w.signal()
 	}
+	return func(ctx context.Context) (eventstore.Position, error) { return w.wait(ctx, it) }, nil
+}
 
+// wait is an AuditWait: it waits for the item's outcome or for ctx to end.
+func (w *AuditWriter) wait(ctx context.Context, it *auditItem) (eventstore.Position, error) {
 	select {
 	case <-it.done:
 		return it.pos, it.err

@@ -859,3 +859,36 @@ func TestAuditExpectBatchesConcurrentRequests(t *testing.T) {
 		t.Fatalf("%d records in the chain, want %d", got, n)
 	}
 }
+
+// TestAuditSubmitAppendsWithoutWaiting: a submitted record is appended whether or not
+// its caller waits yet (the token endpoint signs meanwhile); the wait then reports the
+// append that holds it.
+func TestAuditSubmitAppendsWithoutWaiting(t *testing.T) {
+	store := openAuditStore(t)
+	w := newAuditWriter(t, store)
+	rec := auditRec(esClient, "kid-1", auditDay)
+	wait, err := w.Submit(context.Background(), rec, "corr-"+rec.VoucherJTI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := voucher.AuditStreamName(auditDay)
+	deadline := time.Now().Add(auditSafety)
+	for len(readStream(t, store, stream)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the submitted record was not appended before its wait")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	pos, err := wait(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := verifyChain(t, store, stream)
+	e, ok := got[rec.VoucherJTI]
+	if len(got) != 1 || !ok || !store.appendEnds()[pos] || pos.Less(e.Position) {
+		t.Fatalf("wait gave %v; the stream holds %v", pos, got)
+	}
+	if _, err := w.Submit(context.Background(), voucher.AuditRecord{ClientID: esClient}, "corr"); !errors.Is(err, voucher.ErrInvalidAuditRecord) {
+		t.Fatalf("a record without jti: %v", err)
+	}
+}

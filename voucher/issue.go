@@ -137,47 +137,78 @@ type voucherClaims struct {
 	Digest    *Digest  `json:"digest,omitempty"`
 }
 
-// Issue builds and signs the voucher for a (verified) assertion: iss, sub = client_id
-// = the client, aud (the e-service's audience, or APIAudience for an API client),
-// purposeId (e-service clients), tenant (API clients: the tenant whose API they may
-// call), a fresh jti, iat = nbf = now (whole seconds), exp = iat + the e-service's
-// voucher lifetime (APILifetime for API clients), and digest when the assertion had
-// one. Its errors are server-side: ErrCorruptEntry for an entry without audience or
-// lifetime, or a signing failure.
+// Issue builds and signs the voucher for a (verified) assertion: Prepare, then Sign.
 func (i *Issuer) Issue(a Assertion) (Voucher, error) {
+	d, err := i.Prepare(a)
+	if err != nil {
+		return Voucher{}, err
+	}
+	return d.Sign()
+}
+
+// Draft is a voucher built but not yet signed: its claims, the key that will sign it,
+// and its audit record (which names that key). The token endpoint queues the record
+// (AuditWriter.Submit) before Sign, so that the durable append and the signature run
+// at once.
+type Draft struct {
+	// Voucher is the voucher but for its Token; Audit is complete but for the caller's
+	// address.
+	Voucher
+	claims voucherClaims
+	key    *signingKey
+}
+
+// Sign signs the draft with the key its audit record names and returns the voucher.
+// A failure is server-side.
+func (d *Draft) Sign() (Voucher, error) {
+	token, err := d.key.sign(d.claims)
+	if err != nil {
+		return Voucher{}, err
+	}
+	v := d.Voucher
+	v.Token = token
+	return v, nil
+}
+
+// Prepare builds the voucher for a (verified) assertion: iss, sub = client_id = the
+// client, aud (the e-service's audience, or APIAudience for an API client), purposeId
+// (e-service clients), tenant (API clients: the tenant whose API they may call), a
+// fresh jti, iat = nbf = now (whole seconds), exp = iat + the e-service's voucher
+// lifetime (APILifetime for API clients), and digest when the assertion had one; the
+// signing key is the Signer's current one. Its errors are server-side:
+// ErrCorruptEntry for an entry without audience or lifetime.
+func (i *Issuer) Prepare(a Assertion) (*Draft, error) {
 	e := a.Entry
 	c := voucherClaims{Iss: i.cfg.Issuer, Sub: a.ClientID, ClientID: a.ClientID, Digest: a.Digest}
 	var life time.Duration
 	switch e.ClientKind {
 	case client.KindEService:
 		if e.Audience == "" {
-			return Voucher{}, fmt.Errorf("%w: e-service %s of purpose %s has no audience", ErrCorruptEntry, e.EServiceID, e.PurposeID)
+			return nil, fmt.Errorf("%w: e-service %s of purpose %s has no audience", ErrCorruptEntry, e.EServiceID, e.PurposeID)
 		}
 		if e.VoucherLifetimeSeconds < eservice.MinVoucherLifetimeSeconds || e.VoucherLifetimeSeconds > eservice.MaxVoucherLifetimeSeconds {
-			return Voucher{}, fmt.Errorf("%w: e-service %s has voucher lifetime %d s", ErrCorruptEntry, e.EServiceID, e.VoucherLifetimeSeconds)
+			return nil, fmt.Errorf("%w: e-service %s has voucher lifetime %d s", ErrCorruptEntry, e.EServiceID, e.VoucherLifetimeSeconds)
 		}
 		c.Aud, c.PurposeID = e.Audience, a.PurposeID
 		life = time.Duration(e.VoucherLifetimeSeconds) * time.Second
 	case client.KindAPI:
 		if e.Tenant == "" {
-			return Voucher{}, fmt.Errorf("%w: API client %s has no tenant", ErrCorruptEntry, a.ClientID)
+			return nil, fmt.Errorf("%w: API client %s has no tenant", ErrCorruptEntry, a.ClientID)
 		}
 		c.Aud, c.Tenant, c.Roles = i.cfg.APIAudience, e.Tenant, e.Roles
 		life = i.cfg.APILifetime
 	default:
-		return Voucher{}, fmt.Errorf("%w: client %s has kind %q", ErrCorruptEntry, a.ClientID, e.ClientKind)
+		return nil, fmt.Errorf("%w: client %s has kind %q", ErrCorruptEntry, a.ClientID, e.ClientKind)
 	}
 	iat := i.cfg.Now().Truncate(time.Second).UTC()
 	exp := iat.Add(life)
 	c.JTI, c.Iat, c.Nbf, c.Exp = i.cfg.NewID(), iat.Unix(), iat.Unix(), exp.Unix()
-	token, signingKID, err := i.cfg.Signer.Sign(c)
-	if err != nil {
-		return Voucher{}, err
-	}
-	return Voucher{Token: token, JTI: c.JTI, IssuedAt: iat, ExpiresAt: exp, ExpiresIn: int64(life / time.Second),
-		Audit: AuditRecord{VoucherJTI: c.JTI, ClientID: a.ClientID, ClientKind: e.ClientKind, Tenant: e.Tenant,
-			KID: a.KID, AssertionAlg: a.Alg, PurposeID: a.PurposeID, EServiceID: e.EServiceID, Audience: c.Aud,
-			AssertionJTI: a.JTI, AssertionIssuedAt: a.IssuedAt, AssertionExpiresAt: a.ExpiresAt,
-			VoucherIssuedAt: iat, VoucherExpiresAt: exp, SigningKID: signingKID, Digest: a.Digest,
-			EntryPosition: e.Position}}, nil
+	key := i.cfg.Signer.current()
+	return &Draft{claims: c, key: key,
+		Voucher: Voucher{JTI: c.JTI, IssuedAt: iat, ExpiresAt: exp, ExpiresIn: int64(life / time.Second),
+			Audit: AuditRecord{VoucherJTI: c.JTI, ClientID: a.ClientID, ClientKind: e.ClientKind, Tenant: e.Tenant,
+				KID: a.KID, AssertionAlg: a.Alg, PurposeID: a.PurposeID, EServiceID: e.EServiceID, Audience: c.Aud,
+				AssertionJTI: a.JTI, AssertionIssuedAt: a.IssuedAt, AssertionExpiresAt: a.ExpiresAt,
+				VoucherIssuedAt: iat, VoucherExpiresAt: exp, SigningKID: key.kid, Digest: a.Digest,
+				EntryPosition: e.Position}}}, nil
 }

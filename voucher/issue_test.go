@@ -3,6 +3,7 @@ package voucher_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +149,47 @@ func TestNewIssuerConfig(t *testing.T) {
 		if _, err := voucher.NewIssuer(cfg); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// TestDraftSignsWithTheKeyItsRecordNames: a draft is signed with the key its audit
+// record names, even when the signer rotated between Prepare and Sign; the signed
+// voucher is the draft's with a token.
+func TestDraftSignsWithTheKeyItsRecordNames(t *testing.T) {
+	k := fixtures(t)
+	s, err := voucher.OpenSigner(voucher.SignerConfig{Dir: t.TempDir(), Algorithm: voucher.AlgES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newVerifier(t, world(t)).Verify(context.Background(), request(mint(t, k.rsa, goodClaims(), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := newIssuer(t, s).Prepare(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.Current().KID
+	if d.Token != "" || d.Audit.SigningKID != before || d.Audit.VoucherJTI != d.JTI {
+		t.Fatalf("draft %+v", d.Voucher)
+	}
+	if _, err := s.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Current().KID == before {
+		t.Fatal("rotation kept the key")
+	}
+	v, err := d.Sign()
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, hdr := verifyWithJWKS(t, s.JWKS(), v.Token)
+	if hdr["kid"] != before || claims["jti"] != d.JTI || claims["exp"] != float64(d.ExpiresAt.Unix()) {
+		t.Fatalf("header %v claims %v, want kid %s jti %s", hdr, claims, before, d.JTI)
+	}
+	want := d.Voucher
+	want.Token = v.Token
+	if !reflect.DeepEqual(v, want) {
+		t.Fatalf("signed %+v, want the draft's %+v", v, want)
 	}
 }

@@ -176,17 +176,26 @@ func (s *Signer) JWKS() []byte { return bytes.Clone(s.set.Load().jwks) }
 // the current key, with the header {alg, kid, typ: "at+jwt"} (RFC 9068), and the kid
 // that signed it.
 func (s *Signer) Sign(claims any) (token, kid string, err error) {
-	k := s.set.Load().current
+	k := s.current()
+	token, err = k.sign(claims)
+	return token, k.kid, err
+}
+
+// current is the key Sign uses now.
+func (s *Signer) current() *signingKey { return s.set.Load().current }
+
+// sign signs claims' JSON with k.
+func (k *signingKey) sign(claims any) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		return "", "", fmt.Errorf("voucher: encode claims: %w", err)
+		return "", fmt.Errorf("voucher: encode claims: %w", err)
 	}
 	signingInput := k.header + "." + b64.EncodeToString(payload)
 	sig, err := k.method.Sign(signingInput, k.private)
 	if err != nil {
-		return "", "", fmt.Errorf("voucher: sign with key %s: %w", k.kid, err)
+		return "", fmt.Errorf("voucher: sign with key %s: %w", k.kid, err)
 	}
-	return signingInput + "." + b64.EncodeToString(sig), k.kid, nil
+	return signingInput + "." + b64.EncodeToString(sig), nil
 }
 
 // Rotate generates a key of SignerConfig.Algorithm into the directory and makes it the
