@@ -7,8 +7,6 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/google/btree"
-
 	"github.com/keyledger/keyledger/eventstore"
 )
 
@@ -27,8 +25,8 @@ var _ Store = (*Memory)(nil)
 
 type memGen struct {
 	cp      eventstore.Position
-	values  map[string][]byte
-	indexes map[string]*btree.BTreeG[string]
+	values  *valueTable
+	indexes *indexTree
 }
 
 // btreeDegree is a middle-of-the-road degree for string items.
@@ -87,7 +85,7 @@ func (m *Memory) initGeneration(ctx context.Context, ns Namespace, token uint64)
 	defer m.mu.Unlock()
 	m.recordFence(ns.Model, token)
 	if _, ok := m.gens[ns]; !ok {
-		m.gens[ns] = &memGen{values: make(map[string][]byte), indexes: make(map[string]*btree.BTreeG[string])}
+		m.gens[ns] = &memGen{values: newValueTable(), indexes: newIndexTree()}
 	}
 	return nil
 }
@@ -141,25 +139,15 @@ func (m *Memory) applyMany(ctx context.Context, ns Namespace, token uint64, upda
 func (g *memGen) apply(op Op) {
 	switch op.Kind {
 	case OpPut:
-		g.values[op.Key] = append([]byte{}, op.Value...)
+		g.values.put(op.Key, op.Value)
 	case OpDelete:
-		delete(g.values, op.Key)
+		g.values.del(op.Key)
 	case OpIndexAdd:
-		t, ok := g.indexes[op.Key]
-		if !ok {
-			t = btree.NewOrderedG[string](btreeDegree)
-			g.indexes[op.Key] = t
-		}
-		t.ReplaceOrInsert(op.Member)
+		g.indexes.add(op.Key, op.Member)
 	case OpIndexRemove:
-		if t, ok := g.indexes[op.Key]; ok {
-			t.Delete(op.Member)
-			if t.Len() == 0 {
-				delete(g.indexes, op.Key) // as in Redis, an empty index does not exist
-			}
-		}
+		g.indexes.remove(op.Key, op.Member)
 	case OpDeleteIndex:
-		delete(g.indexes, op.Key)
+		g.indexes.deleteIndex(op.Key)
 	}
 }
 
@@ -194,7 +182,7 @@ func (m *Memory) Get(ctx context.Context, ns Namespace, key string) ([]byte, boo
 	if !ok {
 		return nil, false, nil
 	}
-	v, ok := g.values[key]
+	v, ok := g.values.get(key)
 	if !ok {
 		return nil, false, nil
 	}
@@ -217,7 +205,7 @@ func (m *Memory) GetMany(ctx context.Context, ns Namespace, keys []string) ([][]
 		return out, nil
 	}
 	for i, k := range keys {
-		if v, ok := g.values[k]; ok {
+		if v, ok := g.values.get(k); ok {
 			out[i] = append([]byte{}, v...)
 		}
 	}
@@ -238,16 +226,9 @@ func (m *Memory) Range(ctx context.Context, ns Namespace, index, after string, l
 	if !ok {
 		return nil, nil
 	}
-	t, ok := g.indexes[index]
-	if !ok {
-		return nil, nil
-	}
 	var out []string
-	t.AscendGreaterOrEqual(after, func(member string) bool {
-		if member == after {
-			return true
-		}
-		out = append(out, member)
+	g.indexes.members(index, after, func(member []byte) bool {
+		out = append(out, string(member))
 		return len(out) < limit
 	})
 	return out, nil
@@ -294,14 +275,10 @@ func (m *Memory) Snapshot(ns Namespace) (values map[string][]byte, indexes map[s
 	if g == nil {
 		return values, indexes
 	}
-	for k, v := range g.values {
-		values[k] = bytes.Clone(v)
-	}
-	for name, ix := range g.indexes {
-		members := make([]string, 0, ix.Len())
-		ix.Ascend(func(m string) bool { members = append(members, m); return true })
-		indexes[name] = members
-	}
+	g.values.each(func(k string, v []byte) { values[k] = bytes.Clone(v) })
+	g.indexes.each(func(index, member []byte) {
+		indexes[string(index)] = append(indexes[string(index)], string(member))
+	})
 	return values, indexes
 }
 
@@ -385,7 +362,7 @@ func (m *Memory) CountKeys(ctx context.Context) (int, error) {
 	defer m.mu.RUnlock()
 	n := len(m.active) + len(m.fences)
 	for _, g := range m.gens {
-		n += 1 + len(g.values) + len(g.indexes)
+		n += 1 + g.values.len() + g.indexes.names()
 	}
 	return n, nil
 }
