@@ -3,12 +3,16 @@
 //
 // # Flow
 //
-// A token request goes through three calls; the HTTP layer around them answers and
-// writes the audit record:
+// A token request goes through these calls; the HTTP layer around them answers:
 //
 //	req, err := voucher.ParseTokenRequest(contentType, body) // form → TokenRequest, or *Error
 //	a, err := verifier.Verify(ctx, req)                      // every check → Assertion
-//	v, err := issuer.Issue(a)                                // signed voucher + AuditRecord
+//	d, err := issuer.Prepare(a)                              // claims, signing key, AuditRecord
+//	wait, err := audit.Submit(ctx, d.Audit, correlationID)   // the record's append starts
+//	v, err := d.Sign()                                       // signed voucher, meanwhile
+//	_, err = wait(ctx)                                       // answer only once it is durable
+//
+// (issuer.Issue is Prepare and Sign in one, for callers that write no audit record.)
 //
 // Errors are of three kinds, told apart with errors.As and errors.Is:
 //   - *Error: a refusal. Answer 400 with the RFC 6749 §5.2 JSON {error: Code,
