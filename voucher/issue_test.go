@@ -24,20 +24,35 @@ func newIssuer(t *testing.T, s *voucher.Signer) *voucher.Issuer {
 	return i
 }
 
+// openSigner opens a signer generating alg keys ("" for the default) in a temporary
+// directory.
+func openSigner(t *testing.T, alg string) *voucher.Signer {
+	t.Helper()
+	s, err := voucher.OpenSigner(voucher.SignerConfig{Dir: t.TempDir(), Algorithm: alg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// verified is the assertion k signs over c, verified against the test world.
+func verified(t *testing.T, k key, c claims) voucher.Assertion {
+	t.Helper()
+	a, err := newVerifier(t, world(t)).Verify(context.Background(), request(mint(t, k, c, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // TestIssueEServiceVoucher: the voucher of an e-service client, end to end from the
 // assertion.
 func TestIssueEServiceVoucher(t *testing.T) {
 	k := fixtures(t)
-	s, err := voucher.OpenSigner(voucher.SignerConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSigner(t, "")
 	digest := map[string]any{"alg": "SHA256", "value": strings.Repeat("ab", 32)}
 	c := goodClaims().with("digest", digest, "jti", "assertion-1")
-	a, err := newVerifier(t, world(t)).Verify(context.Background(), request(mint(t, k.rsa, c, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := verified(t, k.rsa, c)
 	v, err := newIssuer(t, s).Issue(a)
 	if err != nil {
 		t.Fatal(err)
@@ -82,14 +97,8 @@ func TestIssueEServiceVoucher(t *testing.T) {
 // tenant, and no purpose.
 func TestIssueAPIVoucher(t *testing.T) {
 	k := fixtures(t)
-	s, err := voucher.OpenSigner(voucher.SignerConfig{Dir: t.TempDir(), Algorithm: voucher.AlgES256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newVerifier(t, world(t)).Verify(context.Background(), request(mint(t, k.p256, apiClaims(), nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSigner(t, voucher.AlgES256)
+	a := verified(t, k.p256, apiClaims())
 	v, err := newIssuer(t, s).Issue(a)
 	if err != nil {
 		t.Fatal(err)
@@ -112,14 +121,8 @@ func TestIssueAPIVoucher(t *testing.T) {
 
 func TestIssueRefusesCorruptEntry(t *testing.T) {
 	k := fixtures(t)
-	s, err := voucher.OpenSigner(voucher.SignerConfig{Dir: t.TempDir(), Algorithm: voucher.AlgEdDSA})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newVerifier(t, world(t)).Verify(context.Background(), request(mint(t, k.rsa, goodClaims(), nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSigner(t, voucher.AlgEdDSA)
+	a := verified(t, k.rsa, goodClaims())
 	i := newIssuer(t, s)
 	for name, change := range map[string]func(*voucher.Assertion){
 		"no audience":   func(a *voucher.Assertion) { a.Entry.Audience = "" },
@@ -136,10 +139,7 @@ func TestIssueRefusesCorruptEntry(t *testing.T) {
 }
 
 func TestNewIssuerConfig(t *testing.T) {
-	s, err := voucher.OpenSigner(voucher.SignerConfig{Dir: t.TempDir(), Algorithm: voucher.AlgEdDSA})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSigner(t, voucher.AlgEdDSA)
 	for name, cfg := range map[string]voucher.IssuerConfig{
 		"no issuer":         {APIAudience: apiAud, Signer: s},
 		"no API audience":   {Issuer: issuer, Signer: s},
@@ -157,14 +157,8 @@ func TestNewIssuerConfig(t *testing.T) {
 // voucher is the draft's with a token.
 func TestDraftSignsWithTheKeyItsRecordNames(t *testing.T) {
 	k := fixtures(t)
-	s, err := voucher.OpenSigner(voucher.SignerConfig{Dir: t.TempDir(), Algorithm: voucher.AlgES256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := newVerifier(t, world(t)).Verify(context.Background(), request(mint(t, k.rsa, goodClaims(), nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openSigner(t, voucher.AlgES256)
+	a := verified(t, k.rsa, goodClaims())
 	d, err := newIssuer(t, s).Prepare(a)
 	if err != nil {
 		t.Fatal(err)

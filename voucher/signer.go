@@ -153,7 +153,7 @@ func (s *Signer) Algorithm() string { return s.alg }
 
 // Current describes the key that signs.
 func (s *Signer) Current() SigningKey {
-	k := s.set.Load().current
+	k := s.current()
 	return SigningKey{KID: k.kid, Alg: k.alg, Current: true}
 }
 

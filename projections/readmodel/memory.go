@@ -29,9 +29,6 @@ type memGen struct {
 	indexes *indexTree
 }
 
-// btreeDegree is a middle-of-the-road degree for string items.
-const btreeDegree = 32
-
 // NewMemory returns an empty in-process store.
 func NewMemory() *Memory {
 	return &Memory{
