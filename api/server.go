@@ -92,6 +92,7 @@ func New(deps Deps) *Server {
 
 	s := &Server{echo: e, deps: deps, policies: map[string]Policy{}}
 	e.Use(
+		traceTask(),
 		correlationID(),
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
 			DisablePrintStack: true,

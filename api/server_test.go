@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	rtrace "runtime/trace"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	xtrace "golang.org/x/exp/trace"
 
 	"github.com/keyledger/keyledger/eventstore"
 )
@@ -201,5 +204,52 @@ func TestPanicIsRecovered(t *testing.T) {
 	// The server keeps serving.
 	if rec := do(t, s, http.MethodGet, "/healthz", nil); rec.Code != 200 {
 		t.Fatalf("after a panic healthz answers %d", rec.Code)
+	}
+}
+
+// TestRequestsAreTraceTasks: while an execution trace is taken, each request is a task
+// named after its method and route, ended when it is answered.
+func TestRequestsAreTraceTasks(t *testing.T) {
+	s, _ := newTestServer(t)
+	var buf bytes.Buffer
+	if err := rtrace.Start(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if rec := do(t, s, http.MethodGet, "/healthz", nil); rec.Code != http.StatusOK {
+			rtrace.Stop()
+			t.Fatalf("healthz answered %d", rec.Code)
+		}
+	}
+	rtrace.Stop()
+	r, err := xtrace.NewReader(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begun, ended := map[xtrace.TaskID]string{}, 0
+	for {
+		ev, err := r.ReadEvent()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Kind() {
+		case xtrace.EventTaskBegin:
+			begun[ev.Task().ID] = ev.Task().Type
+		case xtrace.EventTaskEnd:
+			if _, ok := begun[ev.Task().ID]; ok {
+				ended++
+			}
+		}
+	}
+	if len(begun) != 3 || ended != 3 {
+		t.Fatalf("%d tasks begun, %d of them ended; want 3 and 3", len(begun), ended)
+	}
+	for _, typ := range begun {
+		if typ != "GET /healthz" {
+			t.Fatalf("task %q, want GET /healthz", typ)
+		}
 	}
 }

@@ -78,7 +78,12 @@ func (m cpuMeter) profile(ctx context.Context, name string, d time.Duration) <-c
 	if m.debugURL != "" && m.traceDir != "" {
 		n++
 		go func() { // one second from the middle of the window
-			done <- fetchProfile(ctx, m.debugURL+"trace", time.Second, d/2-time.Second/2, filepath.Join(m.traceDir, strings.ReplaceAll(name, "/", "_")+".trace"))
+			path := filepath.Join(m.traceDir, strings.ReplaceAll(name, "/", "_"))
+			err := fetchProfile(ctx, m.debugURL+"trace", time.Second, d/2-time.Second/2, path+".trace")
+			if err == nil {
+				err = writeRequestBreakdown(path+".trace", path+".requests.txt")
+			}
+			done <- err
 		}()
 	}
 	out := make(chan error, 1)

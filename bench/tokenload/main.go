@@ -99,7 +99,7 @@ func main() {
 	flag.StringVar(&o.keys, "keys", "1k,1M", "registered key counts (1000, 1k, 250k, 1M, …); each at least -load-keys")
 	flag.StringVar(&o.conc, "c", "16,64", "concurrency levels: requests in flight")
 	flag.StringVar(&o.cpuProfiles, "cpuprofile", "", "directory receiving each scenario's server CPU profile of its measured window (<scenario>.pprof, for go tool pprof)")
-	flag.StringVar(&o.traces, "trace", "", "directory receiving a one-second execution trace of each scenario's server from the middle of its measured window (<scenario>.trace, for go tool trace)")
+	flag.StringVar(&o.traces, "trace", "", "directory receiving a one-second execution trace of each scenario's server from the middle of its measured window (<scenario>.trace, for go tool trace) and where the traced requests spent their time, for the fastest half and the slowest 5% and 1% (<scenario>.requests.txt)")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before each measured window")
 	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured window per scenario")
 	flag.DurationVar(&o.boundDuration, "bound-duration", 3*time.Second, "duration of each crypto-bound measurement; 0 skips the bound")
