@@ -59,8 +59,9 @@ func TestRequestBreakdown(t *testing.T) {
 				site, blocked = k, d
 			}
 		}
-		if blocked < hold {
-			t.Fatalf("request blocked %s in the handler, want at least %s; parts %v", blocked, hold, r.parts)
+		// The trace's clock is not the timer's: allow it 10 % short of the hold.
+		if blocked < hold*9/10 {
+			t.Fatalf("request blocked %s in the handler, want about %s; parts %v", blocked, hold, r.parts)
 		}
 		if r.total != sum || r.total < blocked+r.parts[partRunning] {
 			t.Fatalf("request total %s, parts %v", r.total, r.parts)
@@ -69,7 +70,7 @@ func TestRequestBreakdown(t *testing.T) {
 			t.Fatalf("request never ran: %v", r.parts)
 		}
 	}
-	if q := b.quantile(0.5); q < hold {
+	if q := b.quantile(0.5); q < hold*9/10 {
 		t.Fatalf("p50 %s, below the handler's %s", q, hold)
 	}
 
