@@ -159,19 +159,14 @@ func readRequestBreakdown(r io.Reader) (requestBreakdown, error) {
 	return b, nil
 }
 
-// readRequestBreakdownFile reads the trace at path.
-func readRequestBreakdownFile(path string) (requestBreakdown, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return requestBreakdown{}, err
-	}
-	defer f.Close()
-	return readRequestBreakdown(f)
-}
-
 // writeRequestBreakdown writes the breakdown of the trace at tracePath to out.
 func writeRequestBreakdown(tracePath, out string) error {
-	b, err := readRequestBreakdownFile(tracePath)
+	in, err := os.Open(tracePath)
+	if err != nil {
+		return err
+	}
+	b, err := readRequestBreakdown(in)
+	_ = in.Close()
 	if err != nil {
 		return err
 	}
