@@ -225,12 +225,14 @@ func pivot(index, member string) indexItem {
 	return indexItem{probe: &indexProbe{index: []byte(index), member: []byte(member)}}
 }
 
+// add inserts (index, member) with one descent of the tree: a member already there (a
+// replayed event) is replaced by the new record and the old one's bytes count as dead.
 func (t *indexTree) add(index, member string) {
-	p := pivot(index, member)
-	if t.tree.Has(p) {
-		return
+	it := indexItem{ref: t.arena.add([]byte(index), []byte(member))}
+	if old, replaced := t.tree.ReplaceOrInsert(it); replaced {
+		t.arena.remove(old.ref)
+		t.compact()
 	}
-	t.tree.ReplaceOrInsert(indexItem{ref: t.arena.add(p.probe.index, p.probe.member)})
 }
 
 func (t *indexTree) remove(index, member string) {

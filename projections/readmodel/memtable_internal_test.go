@@ -96,6 +96,13 @@ func TestValueTableCompacts(t *testing.T) {
 // index whole, and a compaction keeps every member.
 func TestIndexTreeOrderAndCompaction(t *testing.T) {
 	tr := newIndexTree()
+	tr.add("ix", "once")
+	live := tr.arena.live
+	tr.add("ix", "once") // a set: the member's bytes are live once
+	if tr.arena.live != live {
+		t.Fatalf("re-adding a member: %d live bytes, want %d", tr.arena.live, live)
+	}
+	tr.remove("ix", "once")
 	pad := strings.Repeat("p", 64<<10)
 	want := map[string][]string{}
 	for i := range 300 {
