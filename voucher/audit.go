@@ -40,7 +40,14 @@ const (
 	MaxAuditMaxBatch        = 4096
 	DefaultAuditMaxAttempts = 8
 	DefaultAuditTimeout     = 10 * time.Second
-	DefaultAuditLinger      = time.Millisecond
+	// DefaultAuditLinger: under load a batch waits up to 5 ms (it was 1) for the
+	// records of requests already announced. RS256 requests arrive slowly enough (a
+	// millisecond of signature each per core) that 1 ms held two or three records per
+	// durable append; 5 ms holds 3 to 5 at 16 callers and 9 at 64, and tokenload (two
+	// cores) measured 0 to 9 % more vouchers per second with a lower p99, while no
+	// request waits longer: each one's own signature outlasts the hold. A lone request
+	// (nothing else announced) never waits.
+	DefaultAuditLinger = 5 * time.Millisecond
 )
 
 // Audit-writer errors. Both wrap ErrUnavailable: the HTTP layer withholds the voucher
